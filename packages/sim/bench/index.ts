@@ -1,0 +1,3 @@
+import { benchIntervalTree } from './interval-tree.bench.js';
+
+await benchIntervalTree();
