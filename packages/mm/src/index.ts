@@ -1,0 +1,1 @@
+export { Mm } from './mm.js';
