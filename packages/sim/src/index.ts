@@ -24,7 +24,12 @@ export {
   type StepEvent,
 } from './core/sim.js';
 export { Thread, type ThreadBody } from './core/thread.js';
-export { type SimViolationKind, type Violation, type ViolationKind, ViolationSignal } from './core/violation.js';
+export {
+  type SimViolationKind,
+  type Violation,
+  type ViolationKind,
+  ViolationSignal,
+} from './core/violation.js';
 export { PctChooser, RandomChooser, ReplayChooser } from './explore/choosers.js';
 export { type Clock, monotonicClock } from './explore/clock.js';
 export { dependent } from './explore/dpor.js';

@@ -30,7 +30,17 @@ export const Access = {
    * shared state (the condition check of `wait_event`), whose footprint cannot be named.
    */
   Global: 8,
+  /**
+   * Dependent with every step that changes state, on any object: the footprint of `cpu_relax()`,
+   * which waits until anything at all has changed.
+   */
+  GlobalRead: 9,
 } as const;
+
+/** Whether a step with this access changes shared state (everything but reads and pure points). */
+export function changesState(a: number): boolean {
+  return a !== Access.None && a !== Access.Read && a !== Access.Join && a !== Access.GlobalRead;
+}
 export type Access = (typeof Access)[keyof typeof Access];
 
 /** Properties of an operation checked against the thread's context when it is announced. */
@@ -43,7 +53,10 @@ export const OpFlag = {
   FenceWait: 4,
   /** Takes a dma_resv (ww_mutex) lock. */
   ResvLock: 8,
-  /** A spin-loop hint (`cpu_relax()`): the default policies let another thread run next. */
+  /**
+   * A spin-loop hint (`cpu_relax()`): the thread cannot run again until another thread changed
+   * something, and the default policies let another thread run next.
+   */
   Relax: 16,
 } as const;
 

@@ -8,8 +8,8 @@
 import { Ctx, ctxNames } from './context.js';
 import { type HeldLock, type LockClass, Lockdep } from './lockdep.js';
 import { SimObject } from './object.js';
-import { Access, Op, OpFlag, type Routine } from './op.js';
-import { type ThreadBody, Thread } from './thread.js';
+import { Access, changesState, Op, OpFlag, type Routine } from './op.js';
+import { Thread, type ThreadBody } from './thread.js';
 import { type Violation, type ViolationKind, ViolationSignal } from './violation.js';
 
 /** A check run by the simulator: return `false` or a message to fail, anything else to pass. */
@@ -44,7 +44,12 @@ export interface SimOptions {
   allocFailures: number;
 }
 
-export const defaultSimOptions: SimOptions = { maxSteps: 10_000, trace: false, snapshots: false, allocFailures: 0 };
+export const defaultSimOptions: SimOptions = {
+  maxSteps: 10_000,
+  trace: false,
+  snapshots: false,
+  allocFailures: 0,
+};
 
 /** Picks what happens next. Strategies implement it; the replay chooser follows a schedule. */
 export interface Chooser {
@@ -188,9 +193,18 @@ export class Sim {
     return new Op('note', null, Access.None, 0, undefined, label);
   }
 
-  /** `cpu_relax()` in a retry loop: lets the default policies run another thread next. */
+  /** Counts the steps that changed shared state; `cpu_relax()` waits for it to move. */
+  changeEpoch = 0;
+
+  /**
+   * `cpu_relax()` in a spin or retry loop. The thread is not runnable again until another thread
+   * has changed some shared state: spinning on something nobody changes is pointless, so the
+   * explorer never spends steps on it. Threads that all spin with nothing left to change them are
+   * reported as a livelock.
+   */
   relax(label?: string): Op {
-    return new Op('cpu_relax', null, Access.None, OpFlag.Relax, undefined, label);
+    const src = this.singleton('relax', () => new RelaxPoint(this));
+    return new Op('cpu_relax', src, Access.GlobalRead, OpFlag.Relax, this.changeEpoch, label);
   }
 
   /**
@@ -217,7 +231,9 @@ export class Sim {
     if (n <= 1) return 0;
     const v = this.chooser ? this.chooser.value(n, label, this) : 0;
     if (!Number.isInteger(v) || v < 0 || v >= n) {
-      throw new StaleScheduleError(`choice ${this.choices.length}: value ${v} is not in [0, ${n}) for '${label}'`);
+      throw new StaleScheduleError(
+        `choice ${this.choices.length}: value ${v} is not in [0, ${n}) for '${label}'`,
+      );
     }
     this.choices.push(v);
     if (v !== 0) this.significant = this.choices.length;
@@ -250,7 +266,7 @@ export class Sim {
   /** `lockdep_assert_held(lock)` for the running thread. */
   assertHeld(lock: SimObject): void {
     const t = this.current;
-    if (t && t.held.some((h) => h.instance === lock)) return;
+    if (t?.held.some((h) => h.instance === lock)) return;
     this.fail('lockdep-assert', `lockdep_assert_held(${lock.name}) failed in ${t?.name ?? 'setup'}`, {
       objects: [lock.name],
     });
@@ -362,7 +378,8 @@ export class Sim {
         t = chooser.pick(enabled, this);
         if (!enabled.includes(t)) throw new StaleScheduleError(`step ${this.step}: ${t.name} cannot run now`);
         this.choices.push(t.tid);
-        if (t !== defaultPick(enabled, this.lastThread, this.lastRelaxed)) this.significant = this.choices.length;
+        if (t !== defaultPick(enabled, this.lastThread, this.lastRelaxed))
+          this.significant = this.choices.length;
       }
       this.execute(t);
       chooser.afterStep?.(t, this.lastOp!, enabled, this);
@@ -389,6 +406,7 @@ export class Sim {
       });
     }
     const value = obj === null ? undefined : obj.exec(op, t);
+    if (changesState(op.access)) this.changeEpoch++;
     let h = Math.imul(this.hash ^ t.tid, FNV_PRIME);
     h = Math.imul(h ^ (obj === null ? 0xffff : obj.id), FNV_PRIME);
     if (typeof value === 'number') h = Math.imul(h ^ (value | 0), FNV_PRIME);
@@ -418,30 +436,46 @@ export class Sim {
     const objects = op.obj ? [op.obj.name] : [];
     const fence = t.ctx[Ctx.FenceSignalling]! > 0;
     if (fence && f & OpFlag.FenceWait) {
-      this.fail('fence-signalling', `${t.name}: ${what} waits for a fence inside a fence-signalling section`, {
-        objects,
-      });
+      this.fail(
+        'fence-signalling',
+        `${t.name}: ${what} waits for a fence inside a fence-signalling section`,
+        {
+          objects,
+        },
+      );
     }
     if (fence && f & OpFlag.ResvLock) {
-      this.fail('fence-signalling', `${t.name}: ${what} takes a dma_resv lock inside a fence-signalling section`, {
-        objects,
-      });
+      this.fail(
+        'fence-signalling',
+        `${t.name}: ${what} takes a dma_resv lock inside a fence-signalling section`,
+        {
+          objects,
+        },
+      );
     }
     if (f & OpFlag.AllocKernel) {
       if (t.ctx[Ctx.Atomic]! > 0) {
-        this.fail('sleep-in-atomic', `${t.name}: GFP_KERNEL allocation ${what} in atomic context`, { objects });
+        this.fail('sleep-in-atomic', `${t.name}: GFP_KERNEL allocation ${what} in atomic context`, {
+          objects,
+        });
       }
       for (const c of [Ctx.NonBlock, Ctx.Reclaim, Ctx.FenceSignalling]) {
         if (t.ctx[c]! > 0) {
-          this.fail('alloc-in-forbidden-context', `${t.name}: GFP_KERNEL allocation ${what} in ${ctxNames[c]} context`, {
-            objects,
-          });
+          this.fail(
+            'alloc-in-forbidden-context',
+            `${t.name}: GFP_KERNEL allocation ${what} in ${ctxNames[c]} context`,
+            {
+              objects,
+            },
+          );
         }
       }
     }
     if (f & OpFlag.MightSleep) {
       if (t.ctx[Ctx.Atomic]! > 0) {
-        this.fail('sleep-in-atomic', `${t.name}: sleeping function ${what} called in atomic context`, { objects });
+        this.fail('sleep-in-atomic', `${t.name}: sleeping function ${what} called in atomic context`, {
+          objects,
+        });
       }
       if (t.ctx[Ctx.NonBlock]! > 0) {
         this.fail('block-in-nonblockable', `${t.name}: ${what} may block inside a non-blockable section`, {
@@ -469,6 +503,16 @@ export class Sim {
   private reportStuck(): never {
     const blocked = this.threads.filter((t) => !t.done);
     const lines = blocked.map((t) => `${t.name} waits: ${t.pending.obj!.waitReason(t.pending, t)}`);
+    if (blocked.every((t) => t.pending.flags & OpFlag.Relax)) {
+      throw new ViolationSignal({
+        kind: 'livelock',
+        message: `livelock: ${blocked.map((t) => t.name).join(', ')} spin in cpu_relax() and no other thread is left to change what they wait for`,
+        step: this.step,
+        threads: blocked.map((t) => t.name),
+        objects: [],
+        details: lines,
+      });
+    }
     for (const t of blocked) {
       const obj = t.pending.obj!;
       if (t.waitCond?.()) {
@@ -510,6 +554,22 @@ function normalizeChecks(c: Check | Record<string, Check> | undefined): [string,
   if (typeof c === 'function') return [['', c]];
   const entries = Object.entries(c);
   return entries.length ? entries : null;
+}
+
+/** The object `cpu_relax()` waits on: runnable once shared state changed after the relax. */
+class RelaxPoint extends SimObject {
+  constructor(sim: Sim) {
+    super(sim, 'cpu');
+  }
+  override enabled(op: Op): boolean {
+    return this.sim.changeEpoch > (op.arg as number);
+  }
+  override describe(): string {
+    return 'cpu_relax()';
+  }
+  override waitReason(op: Op): string {
+    return `${op.describe()}, nothing changed since`;
+  }
 }
 
 /** The object data choices are made on; its exec asks the chooser. */

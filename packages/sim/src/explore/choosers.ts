@@ -1,7 +1,7 @@
 /**
  * The run-level choosers of the randomised strategies and of replay.
  */
-import { type Chooser, type Sim, StaleScheduleError, defaultPick } from '../core/sim.js';
+import { type Chooser, defaultPick, type Sim, StaleScheduleError } from '../core/sim.js';
 import type { Thread } from '../core/thread.js';
 import { Rng } from './rng.js';
 

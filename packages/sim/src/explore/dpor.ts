@@ -10,9 +10,10 @@
  * Sleep sets make every complete run a different Mazurkiewicz trace; a run that can only continue
  * with sleeping threads is abandoned ("pruned") as redundant.
  */
-import { Access } from '../core/op.js';
+
 import type { Op } from '../core/op.js';
-import { type Chooser, PruneRun, type Sim, StaleScheduleError, defaultPick } from '../core/sim.js';
+import { Access, changesState } from '../core/op.js';
+import { type Chooser, defaultPick, PruneRun, type Sim, StaleScheduleError } from '../core/sim.js';
 import type { Thread } from '../core/thread.js';
 
 /** Footprint of an operation: `(objectId + 1) * 16 + access`. */
@@ -40,6 +41,8 @@ export function dependent(a: Fp, b: Fp): boolean {
   const x = accOf(a);
   const y = accOf(b);
   if (x === Access.None || y === Access.None || x === Access.Join || y === Access.Join) return false;
+  if (x === Access.GlobalRead) return changesState(y);
+  if (y === Access.GlobalRead) return changesState(x);
   if (x === Access.Global || y === Access.Global) return true;
   if (objOf(a) !== objOf(b)) return false;
   return !(readLike(x) && readLike(y));
@@ -122,7 +125,8 @@ export class DporState {
 
   /** @internal Preemptions after choosing `u` at `node`. */
   cost(node: ThreadNode, u: number): number {
-    const preempt = node.lastTid >= 0 && !node.lastRelaxed && u !== node.lastTid && node.enabled.includes(node.lastTid);
+    const preempt =
+      node.lastTid >= 0 && !node.lastRelaxed && u !== node.lastTid && node.enabled.includes(node.lastTid);
     return node.preemptions + (preempt ? 1 : 0);
   }
 
@@ -148,8 +152,13 @@ export class DporRun implements Chooser {
   private readonly objWrite = new Map<number, number[]>();
   private readonly history = new Map<number, number[]>();
   private readonly globalSteps: number[] = [];
+  /** Steps that waited for any change (`cpu_relax`). */
+  private readonly relaxSteps: number[] = [];
   private allClock: number[] = [];
   private globalClock: number[] = [];
+  /** Join of all state-changing steps, and of all `cpu_relax` steps. */
+  private changeClock: number[] = [];
+  private relaxClock: number[] = [];
   private lastNode = -1;
 
   constructor(private readonly state: DporState) {}
@@ -160,7 +169,8 @@ export class DporRun implements Chooser {
     let node: ThreadNode;
     if (this.pos < stack.length) {
       const n = stack[this.pos]!;
-      if (n.kind !== 0) throw new StaleScheduleError(`nondeterministic program: expected a data choice at step ${sim.step}`);
+      if (n.kind !== 0)
+        throw new StaleScheduleError(`nondeterministic program: expected a data choice at step ${sim.step}`);
       node = n;
     } else {
       node = this.newNode(enabled, sim);
@@ -181,7 +191,9 @@ export class DporRun implements Chooser {
     if (this.pos < stack.length) {
       const node = stack[this.pos++]!;
       if (node.kind !== 1 || node.n !== n) {
-        throw new StaleScheduleError(`nondeterministic program: choice '${label}' differs from an earlier run`);
+        throw new StaleScheduleError(
+          `nondeterministic program: choice '${label}' differs from an earlier run`,
+        );
       }
       return node.chosen;
     }
@@ -200,7 +212,8 @@ export class DporRun implements Chooser {
     const parent = this.lastNode >= 0 ? (stack[this.lastNode] as ThreadNode) : null;
     if (parent) {
       const chosenFp = parent.fps[parent.enabled.indexOf(parent.chosen)]!;
-      for (const [u, fp] of parent.sleep) if (u !== parent.chosen && !dependent(fp, chosenFp)) sleep.set(u, fp);
+      for (const [u, fp] of parent.sleep)
+        if (u !== parent.chosen && !dependent(fp, chosenFp)) sleep.set(u, fp);
       for (const u of parent.done) {
         const fp = parent.fps[parent.enabled.indexOf(u)]!;
         if (u !== parent.chosen && !dependent(fp, chosenFp)) sleep.set(u, fp);
@@ -255,13 +268,20 @@ export class DporRun implements Chooser {
       join(c, this.clocks[(op.obj as Thread).tid] ?? []);
     } else if (acc === Access.Global) {
       join(c, this.allClock);
+    } else if (acc === Access.GlobalRead) {
+      join(c, this.changeClock);
     } else if (acc !== Access.None) {
       join(c, (readLike(acc) ? this.objWrite.get(obj) : this.objAll.get(obj)) ?? []);
       join(c, this.globalClock);
     }
+    if (changesState(acc)) join(c, this.relaxClock);
     this.clocks[p] = c;
     this.allClock = joined(this.allClock, c);
-    if (acc === Access.Global) {
+    if (changesState(acc)) this.changeClock = joined(this.changeClock, c);
+    if (acc === Access.GlobalRead) {
+      this.relaxClock = joined(this.relaxClock, c);
+      this.relaxSteps.push(j);
+    } else if (acc === Access.Global) {
       this.globalClock = c;
       this.globalSteps.push(j);
     } else if (acc !== Access.None && acc !== Access.Join) {
@@ -271,9 +291,9 @@ export class DporRun implements Chooser {
         this.objAll.set(obj, c);
         this.objWrite.set(obj, c);
       }
-      let h = this.history.get(obj);
-      if (!h) this.history.set(obj, (h = []));
-      h.push(j);
+      const h = this.history.get(obj);
+      if (h) h.push(j);
+      else this.history.set(obj, [j]);
     }
     this.stepTid.push(p);
     this.stepLocal.push(c[p]!);
@@ -287,7 +307,14 @@ export class DporRun implements Chooser {
       const qfp = fpOf(q.pending);
       const qacc = accOf(qfp);
       if (qacc === Access.None || qacc === Access.Join) continue;
-      if (q.tid !== p && acc !== Access.Global && qacc !== Access.Global && objOf(qfp) !== obj) continue;
+      const related =
+        q.tid === p ||
+        acc === Access.Global ||
+        qacc === Access.Global ||
+        objOf(qfp) === obj ||
+        (qacc === Access.GlobalRead && changesState(acc)) ||
+        (acc === Access.GlobalRead && changesState(qacc));
+      if (!related) continue;
       this.findRace(q.tid, qfp);
     }
   }
@@ -303,17 +330,23 @@ export class DporRun implements Chooser {
       this.addBacktrack(i, q);
       return true;
     };
-    if (accOf(qfp) === Access.Global) {
+    const qacc = accOf(qfp);
+    if (qacc === Access.Global || qacc === Access.GlobalRead) {
       for (let i = this.stepTid.length - 1; i >= 0; i--) if (check(i)) return;
       return;
     }
-    const h = this.history.get(objOf(qfp)) ?? [];
-    const g = this.globalSteps;
-    let a = h.length - 1;
-    let b = g.length - 1;
-    while (a >= 0 || b >= 0) {
-      const i = b < 0 || (a >= 0 && h[a]! > g[b]!) ? h[a--]! : g[b--]!;
-      if (check(i)) return;
+    // Candidates: steps on the same object, Global steps, and (for state changes) cpu_relax steps,
+    // visited latest first.
+    const lists = [this.history.get(objOf(qfp)) ?? [], this.globalSteps];
+    if (changesState(qacc)) lists.push(this.relaxSteps);
+    const at = lists.map((l) => l.length - 1);
+    for (;;) {
+      let best = -1;
+      for (let k = 0; k < lists.length; k++) {
+        if (at[k]! >= 0 && (best < 0 || lists[k]![at[k]!]! > lists[best]![at[best]!]!)) best = k;
+      }
+      if (best < 0) return;
+      if (check(lists[best]![at[best]!--]!)) return;
     }
   }
 

@@ -8,11 +8,11 @@ import { ReplayChooser } from './choosers.js';
 import { type Clock, monotonicClock } from './clock.js';
 import { decodeSchedule, encodeSchedule } from './schedule.js';
 import {
-  ExploreOptionError,
-  type StrategySpec,
   createStrategy,
+  ExploreOptionError,
   formatStrategy,
   pct,
+  type StrategySpec,
   validateStrategy,
 } from './strategy.js';
 
@@ -92,7 +92,9 @@ function validateBudgets(b: Budgets): Required<Budgets> {
     if (v === undefined) continue;
     if (!(key in defaultBudgets)) throw new ExploreOptionError(`unknown budget '${key}'`);
     if (typeof v !== 'number' || !(v > 0) || (key !== 'maxTimeMs' && !Number.isSafeInteger(v))) {
-      throw new ExploreOptionError(`budget ${key} must be a positive ${key === 'maxTimeMs' ? 'number' : 'integer'}, got ${JSON.stringify(v)}`);
+      throw new ExploreOptionError(
+        `budget ${key} must be a positive ${key === 'maxTimeMs' ? 'number' : 'integer'}, got ${JSON.stringify(v)}`,
+      );
     }
     out[key] = v;
   }
@@ -154,7 +156,16 @@ export function explore(program: Program, options: ExploreOptions = {}): Explore
     steps += result.steps;
     if (result.status === 'pruned') pruned++;
     if (result.status === 'violation') {
-      failures.push(makeFailure(program, result, index, runner.seedOf?.(index), simOptions, options.checkDeterminism ?? true));
+      failures.push(
+        makeFailure(
+          program,
+          result,
+          index,
+          runner.seedOf?.(index),
+          simOptions,
+          options.checkDeterminism ?? true,
+        ),
+      );
       if (failures.length >= maxFailures) endedBy = 'failure';
     }
   }
@@ -240,7 +251,11 @@ function makeFailure(
 }
 
 /** Runs the program once following `choices` (then the default policy). */
-export function runOnce(program: Program, choices: readonly number[], simOptions: Partial<SimOptions> = {}): RunResult {
+export function runOnce(
+  program: Program,
+  choices: readonly number[],
+  simOptions: Partial<SimOptions> = {},
+): RunResult {
   const chooser = new ReplayChooser(choices);
   const result = new Sim({ ...program.options, ...simOptions }).run(program, chooser);
   if (chooser.unused() > 0 && result.status !== 'violation') {
@@ -255,6 +270,10 @@ export function runOnce(program: Program, choices: readonly number[], simOptions
  * Replays a schedule string with tracing on. Throws `ScheduleFormatError` for a malformed string
  * and `StaleScheduleError` when it does not fit the program.
  */
-export function replayRun(program: Program, schedule: string, simOptions: Partial<SimOptions> = {}): RunResult {
+export function replayRun(
+  program: Program,
+  schedule: string,
+  simOptions: Partial<SimOptions> = {},
+): RunResult {
   return runOnce(program, decodeSchedule(schedule), { trace: true, ...simOptions });
 }

@@ -57,7 +57,8 @@ export function decodeSchedule(text: string): number[] {
     }
     const v = Number(m[1]);
     const n = m[2] === undefined ? 1 : Number(m[2]);
-    if (n < 1) throw new ScheduleFormatError(`malformed schedule: token ${i + 1} '${tok}' repeats zero times`);
+    if (n < 1)
+      throw new ScheduleFormatError(`malformed schedule: token ${i + 1} '${tok}' repeats zero times`);
     if (out.length + n > MAX_CHOICES) throw new ScheduleFormatError('malformed schedule: too many choices');
     for (let k = 0; k < n; k++) out.push(v);
   }

@@ -27,7 +27,9 @@ export function pct(options: { depth?: number; seed?: number } = {}): StrategySp
 
 /** Exhaustive DPOR with sleep sets, optionally preemption-bounded. */
 export function dfs(options: { preemptionBound?: number } = {}): StrategySpec {
-  return options.preemptionBound === undefined ? { kind: 'dfs' } : { kind: 'dfs', preemptionBound: options.preemptionBound };
+  return options.preemptionBound === undefined
+    ? { kind: 'dfs' }
+    : { kind: 'dfs', preemptionBound: options.preemptionBound };
 }
 
 /** Re-runs one schedule string. */
@@ -82,13 +84,15 @@ export function parseStrategy(text: string): StrategySpec {
   const [name, ...rest] = text.split(':');
   const num = (s: string | undefined, what: string): number | undefined => {
     if (s === undefined || s === '') return undefined;
-    if (!/^\d+$/.test(s)) throw new ExploreOptionError(`strategy '${text}': ${what} '${s}' is not a non-negative integer`);
+    if (!/^\d+$/.test(s))
+      throw new ExploreOptionError(`strategy '${text}': ${what} '${s}' is not a non-negative integer`);
     return Number(s);
   };
   let spec: StrategySpec;
   switch (name) {
     case 'random':
-      if (rest.length > 1) throw new ExploreOptionError(`strategy '${text}': random takes one argument (seed)`);
+      if (rest.length > 1)
+        throw new ExploreOptionError(`strategy '${text}': random takes one argument (seed)`);
       spec = random(num(rest[0], 'seed') ?? 0);
       break;
     case 'pct':
@@ -96,7 +100,8 @@ export function parseStrategy(text: string): StrategySpec {
       spec = pct({ depth: num(rest[0], 'depth') ?? 3, seed: num(rest[1], 'seed') ?? 0 });
       break;
     case 'dfs': {
-      if (rest.length > 1) throw new ExploreOptionError(`strategy '${text}': dfs takes one argument (preemption bound)`);
+      if (rest.length > 1)
+        throw new ExploreOptionError(`strategy '${text}': dfs takes one argument (preemption bound)`);
       const bound = num(rest[0], 'preemption bound');
       spec = dfs(bound === undefined ? {} : { preemptionBound: bound });
       break;

@@ -23,7 +23,14 @@ export class DmaFence extends SimObject {
 
   /** `dma_fence_wait()`: sleeps until signaled. A fence wait inside a signalling section is reported. */
   *wait(label?: string): Routine {
-    yield new Op('dma_fence_wait', this, Access.Write, OpFlag.MightSleep | OpFlag.FenceWait, undefined, label);
+    yield new Op(
+      'dma_fence_wait',
+      this,
+      Access.Write,
+      OpFlag.MightSleep | OpFlag.FenceWait,
+      undefined,
+      label,
+    );
   }
 
   /** `dma_fence_is_signaled()`. */

@@ -24,7 +24,10 @@ export class WwAcquireCtx {
   done = false;
 
   /** `ww_acquire_init()`. */
-  constructor(sim: Sim, readonly name = 'ww_ctx') {
+  constructor(
+    sim: Sim,
+    readonly name = 'ww_ctx',
+  ) {
     const counter = sim.singleton('ww-stamp', () => ({ next: 1 }));
     this.stamp = counter.next++;
   }
@@ -50,9 +53,14 @@ export class DmaResv extends ExclusiveLock {
    */
   *lock(ctx: WwAcquireCtx | null, label?: string): Routine<number> {
     for (;;) {
-      const r = (yield new Op('dma_resv_lock', this, Access.Write, OpFlag.MightSleep | OpFlag.ResvLock, ctx, label)) as
-        | number
-        | 'wait';
+      const r = (yield new Op(
+        'dma_resv_lock',
+        this,
+        Access.Write,
+        OpFlag.MightSleep | OpFlag.ResvLock,
+        ctx,
+        label,
+      )) as number | 'wait';
       if (r !== 'wait') return r;
       yield new Op('ww_mutex_wait', this, Access.Acquire, 0, ctx, label);
     }
@@ -60,7 +68,8 @@ export class DmaResv extends ExclusiveLock {
 
   /** `dma_resv_lock_slow(obj, ctx)`: after backing off, waits for the contended lock unconditionally. */
   *lockSlow(ctx: WwAcquireCtx, label?: string): Routine {
-    if (ctx.acquired !== 0) this.sim.fail('assertion', `dma_resv_lock_slow(${this.name}) with locks still held`);
+    if (ctx.acquired !== 0)
+      this.sim.fail('assertion', `dma_resv_lock_slow(${this.name}) with locks still held`);
     yield new Op('dma_resv_lock_slow', this, Access.Acquire, OpFlag.MightSleep | OpFlag.ResvLock, ctx, label);
   }
 
@@ -112,7 +121,7 @@ export class DmaResv extends ExclusiveLock {
     switch (op.kind) {
       case 'ww_mutex_wait': {
         const ctx = op.arg as WwAcquireCtx | null;
-        return this.owner === null || (ctx !== null && ctx.wounded && ctx.acquired > 0);
+        return this.owner === null || (ctx?.wounded === true && ctx.acquired > 0);
       }
       case 'dma_resv_lock_slow':
         return this.owner === null || this.owner === t;
@@ -134,7 +143,7 @@ export class DmaResv extends ExclusiveLock {
         }
         if (ctx && this.ownerCtx === ctx) return -EALREADY;
         if (this.owner === t) this.checkSelf(t, 'dma_resv_lock');
-        if (ctx && ctx.wounded && ctx.acquired > 0) return -EDEADLK;
+        if (ctx?.wounded && ctx.acquired > 0) return -EDEADLK;
         // Wound-wait: an older context wounds a younger holder, then waits like everyone else.
         if (ctx && this.ownerCtx && ctx.stamp < this.ownerCtx.stamp) this.ownerCtx.wounded = true;
         return 'wait';
@@ -155,8 +164,10 @@ export class DmaResv extends ExclusiveLock {
         this.reserved += op.arg as number;
         return undefined;
       case 'dma_resv_add_fence': {
-        if (this.owner !== t) this.sim.fail('lockdep-assert', `dma_resv_add_fence(${this.name}) without holding the lock`);
-        if (this.reserved <= 0) this.sim.fail('assertion', `dma_resv_add_fence(${this.name}) without a reserved slot`);
+        if (this.owner !== t)
+          this.sim.fail('lockdep-assert', `dma_resv_add_fence(${this.name}) without holding the lock`);
+        if (this.reserved <= 0)
+          this.sim.fail('assertion', `dma_resv_add_fence(${this.name}) without a reserved slot`);
         this.reserved--;
         this.fences.push(op.arg as { fence: DmaFence; usage: DmaResvUsage });
         return undefined;

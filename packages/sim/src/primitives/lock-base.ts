@@ -1,7 +1,7 @@
 /**
  * Shared behaviour of the sleeping and spinning locks: ownership, lockdep class, deadlock text.
  */
-import { type LockClass } from '../core/lockdep.js';
+import type { LockClass } from '../core/lockdep.js';
 import { SimObject } from '../core/object.js';
 import type { Op } from '../core/op.js';
 import type { Sim } from '../core/sim.js';
@@ -38,9 +38,13 @@ export abstract class ExclusiveLock extends SimObject {
   /** Drops ownership; reports an unlock by a thread that does not hold it. */
   protected drop(t: Thread, verb: string): void {
     if (this.owner !== t) {
-      this.sim.fail('bad-unlock', `${t.name}: ${verb}(${this.name}) but it is held by ${this.owner?.name ?? 'nobody'}`, {
-        objects: [this.name],
-      });
+      this.sim.fail(
+        'bad-unlock',
+        `${t.name}: ${verb}(${this.name}) but it is held by ${this.owner?.name ?? 'nobody'}`,
+        {
+          objects: [this.name],
+        },
+      );
     }
     this.sim.lockReleased(t, this);
     this.owner = null;
@@ -49,9 +53,13 @@ export abstract class ExclusiveLock extends SimObject {
   /** Self-deadlock check at acquisition time: re-locking a lock you hold never returns. */
   protected checkSelf(t: Thread, verb: string): void {
     if (this.owner === t) {
-      this.sim.fail('recursive-lock', `${t.name}: ${verb}(${this.name}) while already holding it (self-deadlock)`, {
-        objects: [this.name],
-      });
+      this.sim.fail(
+        'recursive-lock',
+        `${t.name}: ${verb}(${this.name}) while already holding it (self-deadlock)`,
+        {
+          objects: [this.name],
+        },
+      );
     }
   }
 }

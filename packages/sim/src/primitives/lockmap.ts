@@ -4,9 +4,10 @@
  * The kernel uses them for `fs_reclaim`, `__mmu_notifier_invalidate_range_start_map` and the
  * dma-fence signalling map.
  */
+
+import type { LockClass } from '../core/lockdep.js';
 import { SimObject } from '../core/object.js';
 import { Access, Op, type Routine } from '../core/op.js';
-import type { LockClass } from '../core/lockdep.js';
 import type { Sim } from '../core/sim.js';
 import type { Thread } from '../core/thread.js';
 
@@ -73,7 +74,13 @@ export function lockMap(sim: Sim, name: string): LockMap {
  */
 export function primeDmaResvLockdep(sim: Sim): void {
   sim.lockdep.prime(
-    [LockMaps.mmapLock, LockMaps.reservation, LockMaps.fsReclaim, LockMaps.mmuNotifierStart, LockMaps.dmaFence],
+    [
+      LockMaps.mmapLock,
+      LockMaps.reservation,
+      LockMaps.fsReclaim,
+      LockMaps.mmuNotifierStart,
+      LockMaps.dmaFence,
+    ],
     'dma_resv_lockdep()',
   );
 }

@@ -35,7 +35,8 @@ export class Refcount extends SimObject {
   override exec(op: Op): unknown {
     switch (op.kind) {
       case 'refcount_inc':
-        if (this.count <= 0) this.sim.fail('refcount', `refcount_t ${this.name}: addition on 0; use-after-free`);
+        if (this.count <= 0)
+          this.sim.fail('refcount', `refcount_t ${this.name}: addition on 0; use-after-free`);
         this.count++;
         return undefined;
       case 'refcount_inc_not_zero':

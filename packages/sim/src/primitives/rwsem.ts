@@ -61,7 +61,8 @@ export class RwSemaphore extends SimObject {
 
   override enabled(op: Op, t: Thread): boolean {
     if (op.kind === 'down_read') return this.writer === null || this.writer === t || this.readers.includes(t);
-    if (op.kind === 'down_write') return (this.writer === null && this.readers.length === 0) || this.heldBy(t);
+    if (op.kind === 'down_write')
+      return (this.writer === null && this.readers.length === 0) || this.heldBy(t);
     return true;
   }
 
@@ -71,9 +72,13 @@ export class RwSemaphore extends SimObject {
       case 'down_read':
       case 'down_write':
         if (this.heldBy(t)) {
-          sim.fail('recursive-lock', `${t.name}: ${op.kind}(${this.name}) while already holding it (self-deadlock)`, {
-            objects: [this.name],
-          });
+          sim.fail(
+            'recursive-lock',
+            `${t.name}: ${op.kind}(${this.name}) while already holding it (self-deadlock)`,
+            {
+              objects: [this.name],
+            },
+          );
         }
         sim.lockAcquired(t, this.cls, this, this.name);
         if (op.kind === 'down_read') this.readers.push(t);
@@ -97,12 +102,14 @@ export class RwSemaphore extends SimObject {
         return undefined;
       }
       case 'up_write':
-        if (this.writer !== t) sim.fail('bad-unlock', `${t.name}: up_write(${this.name}) without holding it for write`);
+        if (this.writer !== t)
+          sim.fail('bad-unlock', `${t.name}: up_write(${this.name}) without holding it for write`);
         this.writer = null;
         sim.lockReleased(t, this);
         return undefined;
       case 'downgrade_write':
-        if (this.writer !== t) sim.fail('bad-unlock', `${t.name}: downgrade_write(${this.name}) without holding it`);
+        if (this.writer !== t)
+          sim.fail('bad-unlock', `${t.name}: downgrade_write(${this.name}) without holding it`);
         this.writer = null;
         this.readers.push(t);
         return undefined;
@@ -112,7 +119,9 @@ export class RwSemaphore extends SimObject {
   }
 
   override waitReason(op: Op): string {
-    const holders = this.writer ? `write-held by ${this.writer.name}` : `read-held by ${this.readers.map((r) => r.name).join(', ')}`;
+    const holders = this.writer
+      ? `write-held by ${this.writer.name}`
+      : `read-held by ${this.readers.map((r) => r.name).join(', ')}`;
     return `${op.describe()}, ${holders}`;
   }
 }

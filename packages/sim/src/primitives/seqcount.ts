@@ -40,11 +40,13 @@ export class SeqCount extends SimObject {
   override exec(op: Op): unknown {
     switch (op.kind) {
       case 'write_seqcount_begin':
-        if (this.sequence & 1) this.sim.fail('assertion', `write_seqcount_begin(${this.name}) with a write already open`);
+        if (this.sequence & 1)
+          this.sim.fail('assertion', `write_seqcount_begin(${this.name}) with a write already open`);
         this.sequence++;
         return undefined;
       case 'write_seqcount_end':
-        if (!(this.sequence & 1)) this.sim.fail('assertion', `write_seqcount_end(${this.name}) without a write open`);
+        if (!(this.sequence & 1))
+          this.sim.fail('assertion', `write_seqcount_end(${this.name}) without a write open`);
         this.sequence++;
         return undefined;
       case 'read_seqcount_retry':

@@ -5,7 +5,7 @@
 import type { RunResult, StepEvent } from '../core/sim.js';
 
 export interface DiagramOptions {
-  /** Maximum width of one column (longer operations are cut with `...`). Default 52. */
+  /** Maximum width of one column (longer operations are cut with `...`). Default 60. */
   columnWidth?: number;
   /** Show only the last N steps (earlier ones are summarised in one line). Default: all. */
   tail?: number;
@@ -16,17 +16,20 @@ export interface DiagramOptions {
 function resultText(v: unknown): string {
   if (typeof v === 'number' || typeof v === 'boolean') return ` = ${v}`;
   if (v === null) return ' = NULL';
+  if (typeof v === 'string' && v.length <= 24) return ` = ${v}`;
   return '';
 }
 
 /** Text of one event as shown in its column. */
 export function eventText(e: StepEvent): string {
-  return `${e.op.describe()}${resultText(e.result)}`;
+  const op = e.op;
+  const base = op.obj ? op.obj.describe(op) : op.kind;
+  return `${base}${resultText(e.result)}${op.label ? `  // ${op.label}` : ''}`;
 }
 
 /** Renders a traced run (a failure's `trace`, or `replayRun()`'s result) as a race diagram. */
 export function renderRaceDiagram(run: RunResult, options: DiagramOptions = {}): string {
-  const width = options.columnWidth ?? 52;
+  const width = options.columnWidth ?? 60;
   const events = (run.events ?? []).filter((e) => !(options.hideStarts !== false && e.op.kind === 'start'));
   const active = [...new Set(events.map((e) => e.tid))].sort((a, b) => a - b);
   const violation = run.violation;

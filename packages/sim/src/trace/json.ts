@@ -45,7 +45,9 @@ export function traceToJson(run: RunResult, schedule?: string): TraceJson {
     events: (run.events ?? []).map((e) => {
       const r = e.result;
       const result =
-        typeof r === 'number' || typeof r === 'boolean' || typeof r === 'string' || r === null ? r : undefined;
+        typeof r === 'number' || typeof r === 'boolean' || typeof r === 'string' || r === null
+          ? r
+          : undefined;
       return {
         step: e.step,
         thread: run.threads[e.tid] ?? `T${e.tid}`,
