@@ -50,7 +50,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const resultsDir = resolve(here, '../../../bench/results');
 
 /** Runs every case, prints a table, writes `bench/results/<suite>.json`, and returns the rows. */
-export async function runSuite(suite: string, cases: BenchCase[], options: SuiteOptions = {}): Promise<BenchRow[]> {
+export async function runSuite(
+  suite: string,
+  cases: BenchCase[],
+  options: SuiteOptions = {},
+): Promise<BenchRow[]> {
   const timeMs = Number(process.env.HMMKIT_BENCH_TIME_MS ?? options.timeMs ?? 300);
   const rows: BenchRow[] = [];
   for (const c of cases) {
