@@ -1,62 +1,79 @@
 /**
- * PLACEHOLDER (see subscriptions.ts): the notifier API the CPU operations call. The notifier
- * engineer replaces the bodies and keeps these signatures.
+ * `@hmmkit/mm/notifier`: executable model of `mmu_notifier` and `mmu_interval_notifier`
+ * (mm/mmu_notifier.c, include/linux/mmu_notifier.h).
+ *
+ * The CPU side (address-space operations) calls the invalidation entry points:
+ * {@link mmuNotifierInvalidateRangeStart} / {@link mmuNotifierInvalidateRangeStartNonblock} /
+ * {@link mmuNotifierInvalidateRangeEnd} around every PTE change of a range, and
+ * {@link mmuNotifierRelease} first thing in exit_mmap. Device drivers subscribe with
+ * {@link mmuIntervalNotifierInsert} (or the classic {@link mmuNotifierRegister}) and follow the
+ * `mmu_interval_read_begin()` / `mmu_interval_read_retry()` protocol.
+ *
+ * Every model function is a generator (`yield*` it from a sim thread) and names the kernel
+ * function it stands for. The `unmerged` namespace holds mailing-list proposals that never
+ * merged; nothing in it is part of the kernel's behaviour.
+ *
+ * @module
  */
-import type { Routine } from '@hmmkit/sim';
-import type { Mm } from '../mm.js';
 
-/** `enum mmu_notifier_event`. */
-export const MmuNotifyEvent = {
-  UNMAP: 'MMU_NOTIFY_UNMAP',
-  CLEAR: 'MMU_NOTIFY_CLEAR',
-  PROTECTION_VMA: 'MMU_NOTIFY_PROTECTION_VMA',
-  PROTECTION_PAGE: 'MMU_NOTIFY_PROTECTION_PAGE',
-  SOFT_DIRTY: 'MMU_NOTIFY_SOFT_DIRTY',
-  RELEASE: 'MMU_NOTIFY_RELEASE',
-  MIGRATE: 'MMU_NOTIFY_MIGRATE',
-  EXCLUSIVE: 'MMU_NOTIFY_EXCLUSIVE',
-} as const;
-export type MmuNotifyEvent = (typeof MmuNotifyEvent)[keyof typeof MmuNotifyEvent];
-
-/** `MMU_NOTIFIER_RANGE_BLOCKABLE`. */
-export const MMU_NOTIFIER_RANGE_BLOCKABLE = 1;
-
-/** `struct mmu_notifier_range` (half-open [start, end)). */
-export class MmuNotifierRange {
-  readonly mm: Mm;
-  readonly start: number;
-  readonly end: number;
-  readonly event: MmuNotifyEvent;
-  flags: number;
-  readonly owner: unknown;
-  constructor(init: { mm: Mm; start: number; end: number; event: MmuNotifyEvent; flags?: number; owner?: unknown }) {
-    this.mm = init.mm;
-    this.start = init.start;
-    this.end = init.end;
-    this.event = init.event;
-    this.flags = init.flags ?? MMU_NOTIFIER_RANGE_BLOCKABLE;
-    this.owner = init.owner ?? null;
-  }
-}
-
-/** `mmu_notifier_invalidate_range_start()`: blockable; never fails. */
-export function* mmuNotifierInvalidateRangeStart(_range: MmuNotifierRange): Routine<void> {}
-
-/** `mmu_notifier_invalidate_range_start_nonblock()`: 0 or -EAGAIN. */
-export function* mmuNotifierInvalidateRangeStartNonblock(_range: MmuNotifierRange): Routine<number> {
-  return 0;
-}
-
-/** `mmu_notifier_invalidate_range_end()`. */
-export function* mmuNotifierInvalidateRangeEnd(_range: MmuNotifierRange): Routine<void> {}
-
-/** `mmu_notifier_release()` (`__mmu_notifier_release`), called first thing in exit_mmap. */
-export function* mmuNotifierRelease(_mm: Mm): Routine<void> {}
-
-/** `mmu_notifier_arch_invalidate_secondary_tlbs()`. */
-export function* mmuNotifierArchInvalidateSecondaryTlbs(_mm: Mm, _start: number, _end: number): Routine<void> {}
-
-/** `mm_has_notifiers()`. */
-export function mmHasNotifiers(mm: Mm): boolean {
-  return mm.notifierSubscriptions !== null;
-}
+export { noNotifierWarnings, notifierInvariants } from './check.js';
+export {
+  __mmuNotifierArchInvalidateSecondaryTlbs,
+  __mmuNotifierRegister,
+  EOVERFLOW,
+  mmuNotifierClearFlushYoung,
+  mmuNotifierClearYoung,
+  mmuNotifierGet,
+  mmuNotifierGetLocked,
+  mmuNotifierPut,
+  mmuNotifierRegister,
+  mmuNotifierSubscriptionsDestroy,
+  mmuNotifierSynchronize,
+  mmuNotifierTestYoung,
+  mmuNotifierUnregister,
+  UINT_MAX,
+} from './classic.js';
+export { type NotifierDebug, NotifierViolation, notifierDebug } from './debug.js';
+export {
+  intervalNotifierInTree,
+  mmuIntervalCheckRetry,
+  mmuIntervalNotifierInsert,
+  mmuIntervalNotifierInsertLocked,
+  mmuIntervalNotifierRemove,
+  mmuIntervalReadBegin,
+  mmuIntervalReadRetry,
+  mmuIntervalSetSeq,
+} from './interval.js';
+export {
+  __mmuNotifierInvalidateRangeEnd,
+  __mmuNotifierInvalidateRangeStart,
+  mmHasNotifiers,
+  mmuNotifierArchInvalidateSecondaryTlbs,
+  mmuNotifierInvalidateRangeEnd,
+  mmuNotifierInvalidateRangeStart,
+  mmuNotifierInvalidateRangeStartNonblock,
+  mmuNotifierRelease,
+} from './invalidate.js';
+export {
+  MMU_NOTIFIER_RANGE_BLOCKABLE,
+  MmuNotifierRange,
+  MmuNotifyEvent,
+  mmuNotifierRangeBlockable,
+  mmuNotifierRangeInit,
+  mmuNotifierRangeInitOwner,
+  mmuNotifyEventValue,
+  type RangeStartState,
+  ULONG_MAX,
+} from './range.js';
+export { mmuNotifierSrcu, Srcu } from './srcu.js';
+export { MmuNotifierSubscriptions, NotifierListHead, type RegistrationSnapshot } from './subscriptions.js';
+export {
+  type IntervalNotifierState,
+  MmuIntervalNotifier,
+  MmuIntervalNotifierFinish,
+  type MmuIntervalNotifierOps,
+  MmuNotifier,
+  type MmuNotifierOps,
+} from './types.js';
+/** UNMERGED PROPOSALS (never in any kernel): see the module documentation of `variants.ts`. */
+export * as unmerged from './variants.js';
