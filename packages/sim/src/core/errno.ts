@@ -6,14 +6,19 @@ export const EPERM = 1;
 export const ENOENT = 2;
 export const EINTR = 4;
 export const EIO = 5;
+export const ENXIO = 6;
+export const EBADF = 9;
 export const EAGAIN = 11;
 export const ENOMEM = 12;
+export const EACCES = 13;
 export const EFAULT = 14;
 export const EBUSY = 16;
 export const EEXIST = 17;
 export const EINVAL = 22;
 export const ENOSPC = 28;
 export const ERANGE = 34;
+export const EOPNOTSUPP = 95;
+export const EOVERFLOW = 75;
 export const EDEADLK = 35;
 export const ENOSYS = 38;
 export const EALREADY = 114;
@@ -24,14 +29,19 @@ const names: Record<number, string> = {
   [ENOENT]: 'ENOENT',
   [EINTR]: 'EINTR',
   [EIO]: 'EIO',
+  [ENXIO]: 'ENXIO',
+  [EBADF]: 'EBADF',
   [EAGAIN]: 'EAGAIN',
   [ENOMEM]: 'ENOMEM',
+  [EACCES]: 'EACCES',
   [EFAULT]: 'EFAULT',
   [EBUSY]: 'EBUSY',
   [EEXIST]: 'EEXIST',
   [EINVAL]: 'EINVAL',
   [ENOSPC]: 'ENOSPC',
   [ERANGE]: 'ERANGE',
+  [EOVERFLOW]: 'EOVERFLOW',
+  [EOPNOTSUPP]: 'EOPNOTSUPP',
   [EDEADLK]: 'EDEADLK',
   [ENOSYS]: 'ENOSYS',
   [EALREADY]: 'EALREADY',

@@ -73,7 +73,9 @@ export class Lockdep {
 
   /**
    * Checks and records the acquisition of `cls` by a thread holding `held`. Returns a violation
-   * (recursive locking or a circular dependency) or null.
+   * (recursive locking or a circular dependency) or null. A trylock is neither checked nor recorded,
+   * as in the kernel's `validate_chain()`: it cannot deadlock, so trylocks may be taken in any order
+   * (a lock taken with a trylock still counts as held for later blocking acquisitions).
    */
   acquire(
     thread: string,
@@ -82,7 +84,9 @@ export class Lockdep {
     cls: LockClass,
     name: string,
     subclass: number,
+    trylock = false,
   ): Violation | null {
+    if (trylock) return null;
     for (const h of held) {
       if (h.cls === cls && h.subclass === subclass && !cls.nestable) {
         return {

@@ -54,8 +54,8 @@ export const OpFlag = {
   /** Takes a dma_resv (ww_mutex) lock. */
   ResvLock: 8,
   /**
-   * A spin-loop hint (`cpu_relax()`): the thread cannot run again until another thread changed
-   * something, and the default policies let another thread run next.
+   * A spin-loop hint (`cpu_relax()`): it cannot run until another thread changed something since
+   * the thread's previous `cpu_relax()`, and the default policies let another thread run next.
    */
   Relax: 16,
 } as const;

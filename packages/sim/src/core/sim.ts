@@ -197,14 +197,18 @@ export class Sim {
   changeEpoch = 0;
 
   /**
-   * `cpu_relax()` in a spin or retry loop. The thread is not runnable again until another thread
-   * has changed some shared state: spinning on something nobody changes is pointless, so the
-   * explorer never spends steps on it. Threads that all spin with nothing left to change them are
-   * reported as a livelock.
+   * `cpu_relax()` in a spin or retry loop. A thread's `cpu_relax()` is not runnable until another
+   * thread has changed some shared state since its previous `cpu_relax()` (the first one always
+   * runs): spinning on something nobody changes is pointless, so the explorer never spends steps on
+   * it. Threads that all spin with nothing left to change them are reported as a livelock.
+   *
+   * (The point of reference is the previous `cpu_relax()` step, not the step that announced this
+   * one: that step's footprint is whatever the loop last read, so the changes it was ordered
+   * against would not be the ones the wait depends on, and DPOR would miss spin counts.)
    */
   relax(label?: string): Op {
     const src = this.singleton('relax', () => new RelaxPoint(this));
-    return new Op('cpu_relax', src, Access.GlobalRead, OpFlag.Relax, this.changeEpoch, label);
+    return new Op('cpu_relax', src, Access.GlobalRead, OpFlag.Relax, undefined, label);
   }
 
   /**
@@ -278,8 +282,15 @@ export class Sim {
   }
 
   /** @internal Lockdep bookkeeping for an acquisition by `t` (locks and pseudo-lock maps). */
-  lockAcquired(t: Thread, cls: LockClass, instance: object, name: string, subclass = 0): void {
-    const v = this.lockdep.acquire(t.name, this.step, t.held, cls, name, subclass);
+  lockAcquired(
+    t: Thread,
+    cls: LockClass,
+    instance: object,
+    name: string,
+    subclass = 0,
+    trylock = false,
+  ): void {
+    const v = this.lockdep.acquire(t.name, this.step, t.held, cls, name, subclass, trylock);
     if (v) throw new ViolationSignal(v);
     t.held.push({ cls, instance, name, subclass } satisfies HeldLock);
   }
@@ -400,19 +411,27 @@ export class Sim {
     this.current = t;
     this.lastOp = op;
     const obj = op.obj;
+    // Recorded before it runs, so a step that fails (use-after-free, bad unlock, ...) is in the trace.
+    const event: StepEvent | null = this.events
+      ? { step: this.step, tid: t.tid, op, result: undefined }
+      : null;
+    if (event) this.events!.push(event);
     if (obj?.freed) {
       this.fail('use-after-free', `${t.name}: ${op.describe()} on ${obj.name} after it was freed`, {
         objects: [obj.name],
       });
     }
     const value = obj === null ? undefined : obj.exec(op, t);
-    if (changesState(op.access)) this.changeEpoch++;
+    if (changesState(op.access)) {
+      this.changeEpoch++;
+      t.changes++;
+    }
     let h = Math.imul(this.hash ^ t.tid, FNV_PRIME);
     h = Math.imul(h ^ (obj === null ? 0xffff : obj.id), FNV_PRIME);
     if (typeof value === 'number') h = Math.imul(h ^ (value | 0), FNV_PRIME);
     else if (typeof value === 'boolean') h = Math.imul(h ^ (value ? 1 : 2), FNV_PRIME);
     this.hash = h;
-    if (this.events) this.events.push({ step: this.step, tid: t.tid, op, result: value });
+    if (event) event.result = value;
     t.advance(value);
     if (t.done) {
       if (t.held.length > 0) {
@@ -556,19 +575,27 @@ function normalizeChecks(c: Check | Record<string, Check> | undefined): [string,
   return entries.length ? entries : null;
 }
 
-/** The object `cpu_relax()` waits on: runnable once shared state changed after the relax. */
+/**
+ * The object `cpu_relax()` waits on: runnable once another thread changed shared state after the
+ * thread's previous `cpu_relax()`.
+ */
 class RelaxPoint extends SimObject {
   constructor(sim: Sim) {
     super(sim, 'cpu');
   }
-  override enabled(op: Op): boolean {
-    return this.sim.changeEpoch > (op.arg as number);
+  override enabled(_op: Op, t: Thread): boolean {
+    return t.relaxMark < 0 || this.sim.changeEpoch - t.changes > t.relaxMark;
+  }
+  override exec(_op: Op, t: Thread): unknown {
+    // Changes made by the other threads so far: the next cpu_relax() waits for one more.
+    t.relaxMark = this.sim.changeEpoch - t.changes;
+    return undefined;
   }
   override describe(): string {
     return 'cpu_relax()';
   }
   override waitReason(op: Op): string {
-    return `${op.describe()}, nothing changed since`;
+    return `${op.describe()}, no other thread changed anything since its previous cpu_relax()`;
   }
 }
 

@@ -28,6 +28,13 @@ export class Thread extends SimObject {
   readonly held: HeldLock[] = [];
   /** Set by a wake-up of the wait queue this thread sleeps on. */
   woken = false;
+  /** @internal State-changing steps this thread made (`cpu_relax()` waits for other threads'). */
+  changes = 0;
+  /**
+   * @internal Other threads' state changes counted at this thread's last `cpu_relax()` (-1: none yet);
+   * its next `cpu_relax()` waits for more.
+   */
+  relaxMark = -1;
   /** Scratch slot for the object this thread waits on (wait queues). */
   waitCond: (() => boolean) | null = null;
   private gen: Routine<unknown> | null = null;

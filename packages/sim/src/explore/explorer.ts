@@ -13,6 +13,7 @@ import {
   formatStrategy,
   pct,
   type StrategySpec,
+  show,
   validateStrategy,
 } from './strategy.js';
 
@@ -93,7 +94,7 @@ function validateBudgets(b: Budgets): Required<Budgets> {
     if (!(key in defaultBudgets)) throw new ExploreOptionError(`unknown budget '${key}'`);
     if (typeof v !== 'number' || !(v > 0) || (key !== 'maxTimeMs' && !Number.isSafeInteger(v))) {
       throw new ExploreOptionError(
-        `budget ${key} must be a positive ${key === 'maxTimeMs' ? 'number' : 'integer'}, got ${JSON.stringify(v)}`,
+        `budget ${key} must be a positive ${key === 'maxTimeMs' ? 'number' : 'integer'}, got ${show(v)}`,
       );
     }
     out[key] = v;
@@ -119,6 +120,12 @@ export function explore(program: Program, options: ExploreOptions = {}): Explore
   const simOptions = { ...program.options, ...options.sim, maxSteps: budgets.maxSteps, trace: false };
 
   while (endedBy === null) {
+    // Asked first, so a space covered by the very last run the budgets allow reads as exhausted.
+    const chooser = runner.next(runs);
+    if (!chooser) {
+      endedBy = 'exhausted';
+      break;
+    }
     if (runs >= budgets.maxRuns) {
       endedBy = 'runs';
       break;
@@ -129,11 +136,6 @@ export function explore(program: Program, options: ExploreOptions = {}): Explore
     }
     if (runs > 0 && clock() - start >= budgets.maxTimeMs) {
       endedBy = 'time';
-      break;
-    }
-    const chooser = runner.next(runs);
-    if (!chooser) {
-      endedBy = 'exhausted';
       break;
     }
     let result: RunResult;

@@ -4,7 +4,7 @@
  */
 import type { Chooser, RunResult } from '../core/sim.js';
 import { PctChooser, RandomChooser, ReplayChooser } from './choosers.js';
-import { DporState } from './dpor.js';
+import { DporRun, DporState } from './dpor.js';
 import { runSeed } from './rng.js';
 import { decodeSchedule } from './schedule.js';
 
@@ -37,6 +37,11 @@ export function replay(schedule: string): StrategySpec {
   return { kind: 'replay', schedule };
 }
 
+/** An option value as it should read in an error (`NaN` and `Infinity` are not JSON). */
+export function show(v: unknown): string {
+  return typeof v === 'number' ? String(v) : (JSON.stringify(v) ?? String(v));
+}
+
 /** Invalid strategy or budget options. */
 export class ExploreOptionError extends Error {
   constructor(message: string) {
@@ -49,7 +54,7 @@ export class ExploreOptionError extends Error {
 export function validateStrategy(spec: StrategySpec): void {
   const nonNegInt = (v: unknown, what: string) => {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
-      throw new ExploreOptionError(`${what} must be a non-negative integer, got ${JSON.stringify(v)}`);
+      throw new ExploreOptionError(`${what} must be a non-negative integer, got ${show(v)}`);
     }
   };
   if (!spec || typeof spec !== 'object') throw new ExploreOptionError('strategy must be an object');
@@ -60,7 +65,7 @@ export function validateStrategy(spec: StrategySpec): void {
     case 'pct':
       nonNegInt(spec.seed, 'pct: seed');
       if (!Number.isSafeInteger(spec.depth) || spec.depth < 1) {
-        throw new ExploreOptionError(`pct: depth must be an integer >= 1, got ${JSON.stringify(spec.depth)}`);
+        throw new ExploreOptionError(`pct: depth must be an integer >= 1, got ${show(spec.depth)}`);
       }
       return;
     case 'dfs':
@@ -132,7 +137,10 @@ export function formatStrategy(spec: StrategySpec): string {
 
 /** A running strategy: hands out one chooser per run until its space is covered. */
 export interface StrategyRunner {
-  /** True for strategies that can prove the space explored (dfs, replay). */
+  /**
+   * True for strategies that can prove the space explored (dfs, replay), read when the exploration
+   * ends: a preemption-bounded dfs is exhaustive only if the bound never cut a choice.
+   */
   readonly exhaustive: boolean;
   /** The chooser for run `index`, or null when the strategy has nothing left to explore. */
   next(index: number): Chooser | null;
@@ -168,13 +176,18 @@ export function createStrategy(spec: StrategySpec): StrategyRunner {
       const state = new DporState(spec.preemptionBound);
       let started = false;
       return {
-        exhaustive: true,
+        // A bounded search covers the whole space only if the bound never excluded a choice.
+        get exhaustive() {
+          return !state.boundHit;
+        },
         next: () => {
           if (started && !state.advance()) return null;
           started = true;
           return state.newRun();
         },
-        done: () => {},
+        done: (result, chooser) => {
+          if (chooser instanceof DporRun) chooser.finish(result);
+        },
       };
     }
     case 'replay': {

@@ -52,18 +52,23 @@ export class DmaResv extends ExclusiveLock {
    * wounded and must back off. Without a context it simply sleeps until free.
    */
   *lock(ctx: WwAcquireCtx | null, label?: string): Routine<number> {
-    for (;;) {
-      const r = (yield new Op(
-        'dma_resv_lock',
-        this,
-        Access.Write,
-        OpFlag.MightSleep | OpFlag.ResvLock,
-        ctx,
-        label,
-      )) as number | 'wait';
-      if (r !== 'wait') return r;
-      yield new Op('ww_mutex_wait', this, Access.Acquire, 0, ctx, label);
+    // With a context, a lock attempt reads and writes acquire-context state shared with the other
+    // contexts (wounding), which no single object's footprint covers: it is ordered with everything.
+    let r = (yield new Op(
+      'dma_resv_lock',
+      this,
+      ctx ? Access.Global : Access.Write,
+      OpFlag.MightSleep | OpFlag.ResvLock,
+      ctx,
+      label,
+    )) as number | 'wait';
+    while (r === 'wait') {
+      // Sleeps until the lock is free, then has taken it (0), or, wounded while holding locks, -EDEADLK.
+      r = (yield new Op('ww_mutex_wait', this, ctx ? Access.Global : Access.Acquire, 0, ctx, label)) as
+        | number
+        | 'wait';
     }
+    return r;
   }
 
   /** `dma_resv_lock_slow(obj, ctx)`: after backing off, waits for the contended lock unconditionally. */
@@ -104,7 +109,8 @@ export class DmaResv extends ExclusiveLock {
 
   /** `dma_resv_wait_timeout(obj, usage, ...)` without a timeout: waits for the fences at `usage`. */
   *wait(usage: DmaResvUsage, label?: string): Routine {
-    yield new Op('dma_resv_wait', this, Access.Write, OpFlag.MightSleep | OpFlag.FenceWait, usage, label);
+    // Runnable once fences (other objects) are signaled: its footprint is ordered with everything.
+    yield new Op('dma_resv_wait', this, Access.Global, OpFlag.MightSleep | OpFlag.FenceWait, usage, label);
   }
 
   /** `dma_resv_held(obj)` for the running thread. */
@@ -153,7 +159,7 @@ export class DmaResv extends ExclusiveLock {
         return undefined;
       case 'dma_resv_trylock':
         if (this.owner !== null) return false;
-        this.grab(t, null);
+        this.grab(t, null, true);
         return true;
       case 'dma_resv_unlock':
         this.drop(t, 'dma_resv_unlock');
@@ -177,8 +183,8 @@ export class DmaResv extends ExclusiveLock {
     }
   }
 
-  private grab(t: Thread, ctx: WwAcquireCtx | null): void {
-    this.take(t);
+  private grab(t: Thread, ctx: WwAcquireCtx | null, trylock = false): void {
+    this.take(t, 0, trylock);
     this.ownerCtx = ctx;
     if (ctx) {
       ctx.acquired++;

@@ -29,9 +29,9 @@ export abstract class ExclusiveLock extends SimObject {
     return `${op.describe()}, held by ${this.owner?.name ?? 'nobody'}`;
   }
 
-  /** Takes ownership for `t` and records it with lockdep. */
-  protected take(t: Thread, subclass = 0): void {
-    this.sim.lockAcquired(t, this.cls, this, this.name, subclass);
+  /** Takes ownership for `t` and records it with lockdep (a trylock adds no dependency). */
+  protected take(t: Thread, subclass = 0, trylock = false): void {
+    this.sim.lockAcquired(t, this.cls, this, this.name, subclass, trylock);
     this.owner = t;
   }
 

@@ -50,7 +50,7 @@ export class Mutex extends ExclusiveLock {
         return undefined;
       case 'mutex_trylock':
         if (this.owner !== null) return false;
-        this.take(t);
+        this.take(t, 0, true);
         return true;
       default:
         this.drop(t, op.kind);

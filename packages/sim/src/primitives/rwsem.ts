@@ -86,12 +86,12 @@ export class RwSemaphore extends SimObject {
         return undefined;
       case 'down_read_trylock':
         if (this.writer !== null) return false;
-        sim.lockAcquired(t, this.cls, this, this.name);
+        sim.lockAcquired(t, this.cls, this, this.name, 0, true);
         this.readers.push(t);
         return true;
       case 'down_write_trylock':
         if (this.writer !== null || this.readers.length > 0) return false;
-        sim.lockAcquired(t, this.cls, this, this.name);
+        sim.lockAcquired(t, this.cls, this, this.name, 0, true);
         this.writer = t;
         return true;
       case 'up_read': {

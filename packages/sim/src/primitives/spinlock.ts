@@ -42,7 +42,7 @@ export class Spinlock extends ExclusiveLock {
         return undefined;
       case 'spin_trylock':
         if (this.owner !== null) return false;
-        this.take(t);
+        this.take(t, 0, true);
         t.ctx[Ctx.Atomic]!++;
         return true;
       default:

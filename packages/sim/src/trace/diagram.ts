@@ -30,9 +30,12 @@ export function eventText(e: StepEvent): string {
 /** Renders a traced run (a failure's `trace`, or `replayRun()`'s result) as a race diagram. */
 export function renderRaceDiagram(run: RunResult, options: DiagramOptions = {}): string {
   const width = options.columnWidth ?? 60;
-  const events = (run.events ?? []).filter((e) => !(options.hideStarts !== false && e.op.kind === 'start'));
-  const active = [...new Set(events.map((e) => e.tid))].sort((a, b) => a - b);
   const violation = run.violation;
+  // A start is shown when it is the step that broke a rule (a context rule checked on the way in).
+  const events = (run.events ?? []).filter(
+    (e) => !(options.hideStarts !== false && e.op.kind === 'start' && e.step !== violation?.step),
+  );
+  const active = [...new Set(events.map((e) => e.tid))].sort((a, b) => a - b);
   const lines: string[] = [];
   if (active.length === 0) {
     lines.push('(no steps recorded)');
