@@ -32,7 +32,7 @@ export {
 } from './core/violation.js';
 export { PctChooser, RandomChooser, ReplayChooser } from './explore/choosers.js';
 export { type Clock, monotonicClock } from './explore/clock.js';
-export { dependent } from './explore/dpor.js';
+export { dependent, footprint } from './explore/dpor.js';
 export {
   type Budgets,
   defaultBudgets,

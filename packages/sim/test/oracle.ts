@@ -8,6 +8,7 @@ import {
   type Chooser,
   createStrategy,
   dependent,
+  footprint,
   dfs,
   type Op,
   type Program,
@@ -17,7 +18,6 @@ import {
   type Thread,
 } from '../src/index.js';
 
-const footprint = (op: Op): number => ((op.obj === null ? -1 : op.obj.id) + 1) * 16 + op.access;
 
 /**
  * Runs every schedule of `program` (every choice of thread and data value), calling `onRun` with each

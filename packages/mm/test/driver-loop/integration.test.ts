@@ -21,6 +21,7 @@ import {
   pct,
   renderRaceDiagram,
   replayRun,
+  type SimObject,
   type StrategySpec,
 } from '@hmmkit/sim';
 import { describe, expect, it } from 'vitest';
@@ -33,15 +34,17 @@ import {
   mprotect,
   munmap,
   PAGE_SIZE,
+  PmdSlot,
   PROT_READ,
   PROT_WRITE,
+  PteSlot,
   System,
   swapOutPage,
   watchNotifierBrackets,
 } from '../../src/index.js';
 import { noNotifierWarnings, notifierInvariants } from '../../src/notifier/index.js';
 import { setupInterval } from '../notifier/helpers.js';
-import { type MirrorBug, MirrorDevice } from './mirror-device.js';
+import { DevicePageTable, type MirrorBug, MirrorDevice } from './mirror-device.js';
 import { MmCpuView } from './mm-cpu.js';
 
 type RealOp = 'munmap' | 'mprotect' | 'swap-out' | 'migration' | 'fork' | 'exit';
@@ -194,6 +197,10 @@ describe('first registration racing a CPU path that invalidates without mmap_loc
             'page tables': () => checkPageTables(sys),
             ...notifierInvariants(mm),
           },
+          // What these invariants read that changes outside the notifier's lock: CPU and device
+          // page-table entries (the notifier state only changes under subscriptions->lock).
+          visible: (o: SimObject) =>
+            o instanceof PteSlot || o instanceof PmdSlot || o instanceof DevicePageTable,
         };
       },
     };

@@ -23,6 +23,16 @@ export interface ProgramHooks {
   properties?: Check | Record<string, Check>;
   /** A JSON-able state snapshot recorded in traces when snapshots are on. */
   snapshot?: () => unknown;
+  /**
+   * The objects whose changes the invariant can observe. Exhaustive exploration (`dfs`) keeps every
+   * relative order of changes to visible objects, so the invariant is evaluated in every state it
+   * can tell apart; changes to other objects are reordered freely. Default: `'all'` when an
+   * invariant is given (sound, but little reduction), `'none'` otherwise. Declare the objects your
+   * invariant reads (a list, or a predicate, which also covers objects created during the run) to
+   * get the reduction back. Lock acquisitions and releases are never visible: an invariant should
+   * read what a lock protects, not the lock.
+   */
+  visible?: readonly SimObject[] | ((obj: SimObject) => boolean) | 'all' | 'none';
 }
 
 /** A program the explorer can run many times: `setup` must build everything afresh each time. */
@@ -143,6 +153,23 @@ export class Sim {
   private events: StepEvent[] | null;
   private allocFailuresLeft: number;
   private hooks: ProgramHooks = {};
+  private visibleAll = false;
+  private visibleIds: Set<number> | null = null;
+  private visiblePredicate: ((obj: SimObject) => boolean) | null = null;
+
+  /**
+   * Whether a step of `op` may change what the invariant sees (see {@link ProgramHooks.visible}).
+   * The explorer never reorders two visible steps as if they commuted.
+   */
+  isVisible(op: Op): boolean {
+    const a = op.access;
+    // Lock operations are never visible: their order is explored through the lock itself, and an
+    // invariant should look at what a lock protects, not at the lock.
+    if (!changesState(a) || op.obj === null || (a >= Access.Acquire && a <= Access.ReleaseShared)) return false;
+    if (this.visibleAll) return true;
+    if (this.visiblePredicate) return this.visiblePredicate(op.obj);
+    return this.visibleIds !== null && this.visibleIds.has(op.obj.id);
+  }
 
   constructor(options: Partial<SimOptions> = {}) {
     this.options = { ...defaultSimOptions, ...options };
@@ -327,6 +354,10 @@ export class Sim {
     let pruned = false;
     try {
       this.hooks = program.setup(this) ?? {};
+      const visible = this.hooks.visible ?? (this.hooks.invariant ? 'all' : 'none');
+      this.visibleAll = visible === 'all';
+      if (typeof visible === 'function') this.visiblePredicate = visible;
+      else if (typeof visible !== 'string') this.visibleIds = new Set(visible.map((o) => o.id));
       this.loop(chooser);
     } catch (e) {
       if (e instanceof ViolationSignal) violation = e.violation;

@@ -49,15 +49,26 @@ const READ = Access.Read;
 const RELEASE = Access.Release;
 const RELEASE_SHARED = Access.ReleaseShared;
 
-/** Footprint of an operation: `(objectId + 1) * 16 + access`. */
+/**
+ * Footprint of an operation: `(objectId + 1) * 32 + visible * 16 + access`, where `visible` marks a
+ * state change the program's invariant can observe (see `ProgramHooks.visible`).
+ */
 type Fp = number;
 const NO_OBJ = -1;
+const VISIBLE = 16;
 
-function fpOf(op: Op): Fp {
-  return ((op.obj === null ? NO_OBJ : op.obj.id) + 1) * 16 + op.access;
+/** The footprint `dependent()` compares; `sim` decides visibility (none without one). */
+export function footprint(op: Op, sim: Sim | null = null): Fp {
+  return fpOf(op, sim);
+}
+
+function fpOf(op: Op, sim: Sim | null): Fp {
+  const vis = sim?.isVisible(op) ? VISIBLE : 0;
+  return ((op.obj === null ? NO_OBJ : op.obj.id) + 1) * 32 + vis + op.access;
 }
 const accOf = (fp: Fp) => fp & 15;
-const objOf = (fp: Fp) => (fp >> 4) - 1;
+const isVisible = (fp: Fp) => (fp & VISIBLE) !== 0;
+const objOf = (fp: Fp) => Math.floor(fp / 32) - 1;
 
 function readLike(a: number): boolean {
   return a === READ || a === ACQUIRE_SHARED || a === RELEASE_SHARED;
@@ -77,6 +88,8 @@ export function dependent(a: Fp, b: Fp): boolean {
   if (x === GLOBAL_READ) return changesState(y);
   if (y === GLOBAL_READ) return changesState(x);
   if (x === GLOBAL || y === GLOBAL) return true;
+  // Two changes the invariant can observe never commute: the states between them differ.
+  if (isVisible(a) && isVisible(b)) return true;
   if (objOf(a) !== objOf(b)) return false;
   return !(readLike(x) && readLike(y));
 }
@@ -207,6 +220,9 @@ export class DporRun implements Chooser {
   /** Join of all state-changing steps, and of all `cpu_relax` steps. */
   private changeClock: number[] = [];
   private relaxClock: number[] = [];
+  /** Steps that changed an object the invariant observes, and the join of their clocks. */
+  private readonly visibleSteps: number[] = [];
+  private visibleClock: number[] = [];
   private lastNode = -1;
   private sim: Sim | null = null;
 
@@ -223,7 +239,7 @@ export class DporRun implements Chooser {
         throw new StaleScheduleError(`nondeterministic program: expected a data choice at step ${sim.step}`);
       }
       // Re-running a recorded prefix must meet the same threads with the same next operations.
-      if (!sameState(n, enabled)) {
+      if (!sameState(n, enabled, sim)) {
         throw new StaleScheduleError(
           `nondeterministic program: at step ${sim.step} the runnable threads and their operations differ from an earlier run with the same choices (now: ${enabled.map((t) => `${t.name}: ${t.pending.describe()}`).join('; ')})`,
         );
@@ -262,7 +278,7 @@ export class DporRun implements Chooser {
   private newNode(enabled: readonly Thread[], sim: Sim): ThreadNode {
     const stack = this.state.stack;
     const tids = enabled.map((t) => t.tid);
-    const fps = enabled.map((t) => fpOf(t.pending));
+    const fps = enabled.map((t) => fpOf(t.pending, sim));
     const lastTid = sim.lastThread ? sim.lastThread.tid : -1;
     const sleep = new Map<number, Fp>();
     let preemptions = 0;
@@ -332,13 +348,14 @@ export class DporRun implements Chooser {
       join(c, this.globalClock);
     }
     if (changesState(acc)) join(c, this.relaxClock);
+    if (this.sim?.isVisible(op)) join(c, this.visibleClock);
     return c;
   }
 
   afterStep(t: Thread, op: Op, _enabled: readonly Thread[], sim: Sim): void {
     this.sim = sim;
     const p = t.tid;
-    const fp = fpOf(op);
+    const fp = fpOf(op, sim);
     const acc = op.access;
     const obj = objOf(fp);
     const j = this.stepTid.length;
@@ -358,6 +375,10 @@ export class DporRun implements Chooser {
 
     this.accessSteps.push(j);
     if (changesState(acc)) this.changeClock = joined(this.changeClock, c);
+    if (isVisible(fp)) {
+      this.visibleClock = joined(this.visibleClock, c);
+      this.visibleSteps.push(j);
+    }
     if (acc === GLOBAL_READ) {
       this.relaxClock = joined(this.relaxClock, c);
       this.relaxSteps.push(j);
@@ -391,7 +412,7 @@ export class DporRun implements Chooser {
       if (acc === NONE || acc === JOIN) continue;
       const blocked = op.obj !== null && !op.obj.enabled(op, t);
       if (!blocked && result.status !== 'violation') continue;
-      this.findRaces(t.tid, fpOf(op), this.clockFor(t.tid, op), this.clocks[t.tid]!, this.stepTid.length);
+      this.findRaces(t.tid, fpOf(op, sim), this.clockFor(t.tid, op), this.clocks[t.tid]!, this.stepTid.length);
     }
   }
 
@@ -428,6 +449,7 @@ export class DporRun implements Chooser {
     // visited latest first.
     const lists = [this.history.get(objOf(fp)) ?? [], this.globalSteps];
     if (changesState(acc)) lists.push(this.relaxSteps);
+    if (isVisible(fp)) lists.push(this.visibleSteps);
     const at = lists.map((l) => l.length - 1);
     for (;;) {
       let best = -1;
@@ -519,11 +541,11 @@ export class DporRun implements Chooser {
   }
 }
 
-function sameState(node: ThreadNode, enabled: readonly Thread[]): boolean {
+function sameState(node: ThreadNode, enabled: readonly Thread[], sim: Sim): boolean {
   if (node.enabled.length !== enabled.length) return false;
   for (let i = 0; i < enabled.length; i++) {
     const t = enabled[i]!;
-    if (node.enabled[i] !== t.tid || node.fps[i] !== fpOf(t.pending)) return false;
+    if (node.enabled[i] !== t.tid || node.fps[i] !== fpOf(t.pending, sim)) return false;
   }
   return true;
 }
