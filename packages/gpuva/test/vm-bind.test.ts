@@ -53,7 +53,11 @@ function world(
 function hooks(w: World, extra: Record<string, Check> = {}) {
   // The invariant reads only the VA tree, and the tree only changes inside critical sections of the
   // VM's locks, whose orders dfs explores anyway: no state change needs to be made visible.
-  return { invariant: w.vmb.invariants(), properties: { ...w.vmb.checks(), ...extra }, visible: 'none' as const };
+  return {
+    invariant: w.vmb.invariants(),
+    properties: { ...w.vmb.checks(), ...extra },
+    visible: 'none' as const,
+  };
 }
 
 /** Exhaustive within a preemption bound of 2 (every interleaving with at most two preemptions). */

@@ -8,8 +8,8 @@ import {
   type Chooser,
   createStrategy,
   dependent,
-  footprint,
   dfs,
+  footprint,
   type Op,
   type Program,
   type RunResult,
@@ -17,7 +17,6 @@ import {
   type StrategySpec,
   type Thread,
 } from '../src/index.js';
-
 
 /**
  * Runs every schedule of `program` (every choice of thread and data value), calling `onRun` with each

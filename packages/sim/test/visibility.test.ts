@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Program, Var, dfs, explore } from '../src/index.js';
+import { dfs, explore, type Program, Var } from '../src/index.js';
 
 /**
  * Two threads write two different variables; the invariant forbids the intermediate state where
@@ -40,7 +40,9 @@ describe('invariants under DPOR (visible objects)', () => {
 
   it('declaring the objects the invariant reads keeps it sound (as a list or a predicate)', () => {
     expect(explore(twoWrites('declared'), { strategy: dfs() }).failures[0]?.violation.kind).toBe('assertion');
-    expect(explore(twoWrites('predicate'), { strategy: dfs() }).failures[0]?.violation.kind).toBe('assertion');
+    expect(explore(twoWrites('predicate'), { strategy: dfs() }).failures[0]?.violation.kind).toBe(
+      'assertion',
+    );
   });
 
   it("with visible: 'none' the writes commute and one order is explored (the documented trade-off)", () => {

@@ -165,7 +165,8 @@ export class Sim {
     const a = op.access;
     // Lock operations are never visible: their order is explored through the lock itself, and an
     // invariant should look at what a lock protects, not at the lock.
-    if (!changesState(a) || op.obj === null || (a >= Access.Acquire && a <= Access.ReleaseShared)) return false;
+    if (!changesState(a) || op.obj === null || (a >= Access.Acquire && a <= Access.ReleaseShared))
+      return false;
     if (this.visibleAll) return true;
     if (this.visiblePredicate) return this.visiblePredicate(op.obj);
     return this.visibleIds !== null && this.visibleIds.has(op.obj.id);

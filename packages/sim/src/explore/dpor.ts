@@ -412,7 +412,13 @@ export class DporRun implements Chooser {
       if (acc === NONE || acc === JOIN) continue;
       const blocked = op.obj !== null && !op.obj.enabled(op, t);
       if (!blocked && result.status !== 'violation') continue;
-      this.findRaces(t.tid, fpOf(op, sim), this.clockFor(t.tid, op), this.clocks[t.tid]!, this.stepTid.length);
+      this.findRaces(
+        t.tid,
+        fpOf(op, sim),
+        this.clockFor(t.tid, op),
+        this.clocks[t.tid]!,
+        this.stepTid.length,
+      );
     }
   }
 
