@@ -260,7 +260,7 @@ export class Sim {
    * choice is recorded.
    */
   decide(n: number, label: string): number {
-    if (n <= 1) return 0;
+    if (n <= 1 || this.inSetupRoutine) return 0;
     const v = this.chooser ? this.chooser.value(n, label, this) : 0;
     if (!Number.isInteger(v) || v < 0 || v >= n) {
       throw new StaleScheduleError(
@@ -302,6 +302,67 @@ export class Sim {
     this.fail('lockdep-assert', `lockdep_assert_held(${lock.name}) failed in ${t?.name ?? 'setup'}`, {
       objects: [lock.name],
     });
+  }
+
+  /** `lockdep_assert_not_held(lock)` for the running thread. */
+  assertNotHeld(lock: SimObject): void {
+    const t = this.current;
+    if (!t?.held.some((h) => h.instance === lock)) return;
+    this.fail('lockdep-assert', `lockdep_assert_not_held(${lock.name}) failed in ${t.name}`, {
+      objects: [lock.name],
+    });
+  }
+
+  /**
+   * `might_sleep()` for the running thread, checked now rather than at the next yield: reports
+   * sleeping in atomic context and blocking in a non-blockable section.
+   */
+  mightSleep(what = 'might_sleep()'): void {
+    const t = this.current;
+    if (!t) return;
+    if (t.ctx[Ctx.Atomic]! > 0) this.fail('sleep-in-atomic', `${t.name}: ${what} called in atomic context`);
+    if (t.ctx[Ctx.NonBlock]! > 0) {
+      this.fail('block-in-nonblockable', `${t.name}: ${what} may block inside a non-blockable section`);
+    }
+  }
+
+  private inSetupRoutine = false;
+
+  /**
+   * Runs `body` to completion right now, during `setup`, as a thread of its own that nothing else
+   * interleaves with: for state a scenario needs before its threads start (a registered notifier,
+   * populated pages). Every operation must be able to run at once (a setup routine that would
+   * block throws); data choices take their first value and are not recorded; context and lockdep
+   * rules apply as in any thread. Returns the body's result.
+   */
+  runNow<R>(body: () => Routine<R>, name = 'setup'): R {
+    if (this.current) throw new Error(`runNow('${name}'): only callable from setup, not from a thread`);
+    const t = new Thread(this, name, body as ThreadBody, -1);
+    this.current = t;
+    this.inSetupRoutine = true;
+    try {
+      t.advance(undefined);
+      while (!t.done) {
+        const op = t.pending;
+        if (op.flags !== 0) this.checkContext(t, op);
+        if (op.obj && !op.obj.enabled(op, t)) {
+          throw new Error(`setup routine '${name}' would block at ${op.describe()}`);
+        }
+        const value = op.obj === null ? undefined : op.obj.exec(op, t);
+        if (changesState(op.access)) this.changeEpoch++;
+        t.advance(value);
+      }
+      if (t.held.length > 0) {
+        this.fail(
+          'lock-held-at-exit',
+          `setup routine '${name}' finished holding ${t.held.map((l) => l.name).join(', ')}`,
+        );
+      }
+      return t.result as R;
+    } finally {
+      this.current = null;
+      this.inSetupRoutine = false;
+    }
   }
 
   /** Whether the running thread holds `lock` (`lockdep_is_held`). */

@@ -75,7 +75,7 @@ export class DmaResv extends ExclusiveLock {
   *lockSlow(ctx: WwAcquireCtx, label?: string): Routine {
     if (ctx.acquired !== 0)
       this.sim.fail('assertion', `dma_resv_lock_slow(${this.name}) with locks still held`);
-    yield new Op('dma_resv_lock_slow', this, Access.Acquire, OpFlag.MightSleep | OpFlag.ResvLock, ctx, label);
+    yield new Op('dma_resv_lock_slow', this, Access.Global, OpFlag.MightSleep | OpFlag.ResvLock, ctx, label);
   }
 
   /** `dma_resv_trylock(obj)`. */
@@ -91,9 +91,12 @@ export class DmaResv extends ExclusiveLock {
   /** `dma_resv_reserve_fences(obj, n)`: allocates slots (GFP_KERNEL); 0 or -ENOMEM. Lock held. */
   *reserveFences(n: number, label?: string): Routine<number> {
     this.assertLocked();
-    const buf = yield* kmalloc(this.sim, 8 * n, 'GFP_KERNEL', label ?? `${this.name} fence slots`);
+    // Slots reserved earlier and not used yet count: only the shortfall is allocated.
+    const need = n - this.reserved;
+    if (need <= 0) return 0;
+    const buf = yield* kmalloc(this.sim, 8 * need, 'GFP_KERNEL', label ?? `${this.name} fence slots`);
     if (!buf) return -ENOMEM;
-    yield new Op('dma_resv_reserve', this, Access.Write, 0, n, label);
+    yield new Op('dma_resv_reserve', this, Access.Write, 0, need, label);
     return 0;
   }
 
@@ -189,7 +192,21 @@ export class DmaResv extends ExclusiveLock {
     if (ctx) {
       ctx.acquired++;
       ctx.wounded = ctx.wounded && ctx.acquired > 1;
+      // Wound-wait on acquisition: a younger context that takes a lock an older one is already
+      // waiting for is wounded at once (the kernel's __ww_mutex_check_waiters()).
+      if (this.olderWaiter(t, ctx)) ctx.wounded = true;
     }
+  }
+
+  private olderWaiter(self: Thread, ctx: WwAcquireCtx): boolean {
+    for (const w of this.sim.threads) {
+      if (w === self || w.done || w.pending.obj !== this) continue;
+      const k = w.pending.kind;
+      if (k !== 'ww_mutex_wait' && k !== 'dma_resv_lock_slow') continue;
+      const other = w.pending.arg as WwAcquireCtx | null;
+      if (other && other.stamp < ctx.stamp) return true;
+    }
+    return false;
   }
 
   override describe(op: Op): string {

@@ -27,6 +27,13 @@ export class Refcount extends SimObject {
   *decAndTest(label?: string): Routine<boolean> {
     return (yield new Op('refcount_dec_and_test', this, Access.Write, 0, undefined, label)) as boolean;
   }
+  /**
+   * `refcount_dec_not_one()`: drops a reference unless it is the last one (then returns false and
+   * leaves it, so the caller can take the lock that the final put needs, as `kref_put_mutex` does).
+   */
+  *decNotOne(label?: string): Routine<boolean> {
+    return (yield new Op('refcount_dec_not_one', this, Access.Write, 0, undefined, label)) as boolean;
+  }
   /** `refcount_read()`. */
   *read(label?: string): Routine<number> {
     return (yield new Op('refcount_read', this, Access.Read, 0, undefined, label)) as number;
@@ -42,6 +49,11 @@ export class Refcount extends SimObject {
       case 'refcount_inc_not_zero':
         if (this.count <= 0) return false;
         this.count++;
+        return true;
+      case 'refcount_dec_not_one':
+        if (this.count <= 0) this.sim.fail('refcount', `refcount_t ${this.name}: underflow; use-after-free`);
+        if (this.count === 1) return false;
+        this.count--;
         return true;
       case 'refcount_dec_and_test':
         if (this.count <= 0) this.sim.fail('refcount', `refcount_t ${this.name}: underflow; use-after-free`);

@@ -28,6 +28,14 @@ export class RwSemaphore extends SimObject {
   *downWrite(label?: string): Routine {
     yield new Op('down_write', this, Access.Acquire, OpFlag.MightSleep, 0, label);
   }
+  /** `down_read_nested()`: a lockdep subclass, for taking two instances of one class in order. */
+  *downReadNested(subclass: number, label?: string): Routine {
+    yield new Op('down_read_nested', this, Access.AcquireShared, OpFlag.MightSleep, subclass, label);
+  }
+  /** `down_write_nested()`. */
+  *downWriteNested(subclass: number, label?: string): Routine {
+    yield new Op('down_write_nested', this, Access.Acquire, OpFlag.MightSleep, subclass, label);
+  }
   /** `down_read_trylock()`. */
   *downReadTrylock(label?: string): Routine<boolean> {
     return (yield new Op('down_read_trylock', this, Access.Write, 0, 0, label)) as boolean;
@@ -60,8 +68,9 @@ export class RwSemaphore extends SimObject {
   }
 
   override enabled(op: Op, t: Thread): boolean {
-    if (op.kind === 'down_read') return this.writer === null || this.writer === t || this.readers.includes(t);
-    if (op.kind === 'down_write')
+    if (op.kind === 'down_read' || op.kind === 'down_read_nested')
+      return this.writer === null || this.writer === t || this.readers.includes(t);
+    if (op.kind === 'down_write' || op.kind === 'down_write_nested')
       return (this.writer === null && this.readers.length === 0) || this.heldBy(t);
     return true;
   }
@@ -71,6 +80,8 @@ export class RwSemaphore extends SimObject {
     switch (op.kind) {
       case 'down_read':
       case 'down_write':
+      case 'down_read_nested':
+      case 'down_write_nested':
         if (this.heldBy(t)) {
           sim.fail(
             'recursive-lock',
@@ -80,8 +91,8 @@ export class RwSemaphore extends SimObject {
             },
           );
         }
-        sim.lockAcquired(t, this.cls, this, this.name);
-        if (op.kind === 'down_read') this.readers.push(t);
+        sim.lockAcquired(t, this.cls, this, this.name, op.arg as number);
+        if (op.access === Access.AcquireShared) this.readers.push(t);
         else this.writer = t;
         return undefined;
       case 'down_read_trylock':

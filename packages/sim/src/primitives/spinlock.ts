@@ -18,6 +18,11 @@ export class Spinlock extends ExclusiveLock {
     yield new Op('spin_lock', this, Access.Acquire, 0, 0, label);
   }
 
+  /** `spin_lock_nested()`: a lockdep subclass, for taking two instances of one class in order. */
+  *lockNested(subclass: number, label?: string): Routine {
+    yield new Op('spin_lock_nested', this, Access.Acquire, 0, subclass, label);
+  }
+
   /** `spin_trylock()`. */
   *trylock(label?: string): Routine<boolean> {
     return (yield new Op('spin_trylock', this, Access.Write, 0, 0, label)) as boolean;
@@ -36,8 +41,9 @@ export class Spinlock extends ExclusiveLock {
   override exec(op: Op, t: Thread): unknown {
     switch (op.kind) {
       case 'spin_lock':
+      case 'spin_lock_nested':
         this.checkSelf(t, op.kind);
-        this.take(t);
+        this.take(t, op.arg as number);
         t.ctx[Ctx.Atomic]!++;
         return undefined;
       case 'spin_trylock':
