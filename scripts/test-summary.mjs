@@ -3,7 +3,11 @@
 // "vitest: N passed, N failed, N skipped", so CI reads one total for the whole workspace.
 import { readFileSync } from 'node:fs';
 
-const text = readFileSync(process.argv[2], 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
+const ESC = String.fromCharCode(27);
+const text = readFileSync(process.argv[2], 'utf8')
+  .split(ESC)
+  .map((part, i) => (i === 0 ? part : part.replace(/^\[[0-9;]*m/, '')))
+  .join('');
 const total = { passed: 0, failed: 0, skipped: 0 };
 let runs = 0;
 for (const line of text.split('\n')) {
