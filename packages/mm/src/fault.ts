@@ -422,32 +422,53 @@ function* removeDeviceExclusiveEntry(vmf: VmFault): Routine<number> {
   if (!folio) return VM_FAULT_RETRY;
   if (!(yield* folio.tryGet('folio_try_get'))) return VM_FAULT_RETRY;
   yield* folio.lock('folio_lock_or_retry');
+  // v6.15+: MMU_NOTIFY_CLEAR. An old-API entry (v5.14-v6.14) is restored the old way, with
+  // MMU_NOTIFY_EXCLUSIVE and a NULL owner.
   const range = new MmuNotifierRange({
     mm,
     start: vmf.address,
     end: vmf.address + PAGE_SIZE,
-    event: MmuNotifyEvent.CLEAR,
+    event: orig.old ? MmuNotifyEvent.EXCLUSIVE : MmuNotifyEvent.CLEAR,
     owner: null,
   });
   yield* invalidateRangeStart(range);
   yield* ptl.lock('remove_device_exclusive_entry');
   if (pteSame(slot.entry, orig)) {
-    const i = orig.pfn - folio.pfn;
-    const st = yield* folio.inspect('PageAnonExclusive', (f) => ({
-      excl: f.anonExclusive[i]!,
-      dirty: f.dirty,
-    }));
-    const writable = (vma.flags & VM_WRITE) !== 0 && st.excl;
-    yield* slot.set(
-      { kind: 'present', pfn: orig.pfn, write: writable, dirty: writable && st.dirty, young: false },
-      'restore_exclusive_pte',
-    );
+    yield* slot.set(yield* restoreExclusivePte(vma, folio, orig), 'restore_exclusive_pte');
   }
   yield* ptl.unlock();
   yield* folio.unlock();
   yield* folioPut(mm.system.mem, folio);
   yield* invalidateRangeEnd(range);
   return 0;
+}
+
+/**
+ * models restore_exclusive_pte(): the present PTE that replaces a device-exclusive entry (caller
+ * holds the folio lock and the PTL). v6.15+: old, writable if the VMA is and the page is
+ * anon-exclusive; mapcount untouched (the entry kept it). Old-API entry: writable iff the entry
+ * was the WRITE variant, and the rmap dropped at conversion is added back.
+ */
+export function* restoreExclusivePte(
+  vma: Vma,
+  folio: Folio,
+  orig: Extract<Pte, { kind: 'device-exclusive' }>,
+): Routine<PresentPte> {
+  const i = orig.pfn - folio.pfn;
+  if (orig.old) {
+    const writable = orig.old.write && (vma.flags & VM_WRITE) !== 0;
+    yield* folio.update('folio_add_anon_rmap_pte', (f) => {
+      f.mapcount[i]!++;
+      if (writable) f.dirty = true;
+    });
+    return { kind: 'present', pfn: orig.pfn, write: writable, dirty: writable, young: false };
+  }
+  const st = yield* folio.inspect('PageAnonExclusive', (f) => ({
+    excl: f.anonExclusive[i]!,
+    dirty: f.dirty,
+  }));
+  const writable = (vma.flags & VM_WRITE) !== 0 && st.excl;
+  return { kind: 'present', pfn: orig.pfn, write: writable, dirty: writable && st.dirty, young: false };
 }
 
 /** do_swap_page() on a device-private entry: hand the fault to `pgmap->ops->migrate_to_ram`. */
@@ -471,8 +492,11 @@ function* devicePrivateFault(vmf: VmFault): Routine<number> {
     vmf.page = folio;
     const ops = folio.pgmap?.ops;
     const ret = ops?.migrateToRam ? yield* ops.migrateToRam(vmf) : VM_FAULT_SIGBUS;
-    yield* folio.unlock();
-    yield* folioPut(mm.system.mem, folio);
+    // page_folio(vmf->page) again: migrate_to_ram may have split a device THP, and the lock and
+    // reference then belong to the faulting page's new folio.
+    const holder = folio.dead ? (mm.system.mem.folioAt(orig.pfn) ?? folio) : folio;
+    yield* holder.unlock();
+    yield* folioPut(mm.system.mem, holder);
     return ret;
   }
   yield* ptl.unlock();

@@ -16,10 +16,9 @@ import {
   VM_DONTCOPY,
   VM_MIXEDMAP,
   VM_PFNMAP,
-  VM_WRITE,
 } from './constants.js';
 import { invalidateRangeEnd, invalidateRangeStart } from './events.js';
-import { pteAlloc } from './fault.js';
+import { pteAlloc, restoreExclusivePte } from './fault.js';
 import { type Mm, MmapLock } from './mm.js';
 import { linkVma, mmput } from './mmap.js';
 import { MmuNotifierRange, MmuNotifyEvent } from './notifier/index.js';
@@ -148,16 +147,8 @@ function* copyPteRange(
         ret = -ENOMEM;
         break;
       }
-      const i = e.pfn - folio.pfn;
-      const excl = folio.anonExclusive[i]!;
-      const restored: Pte = {
-        kind: 'present',
-        pfn: e.pfn,
-        write: excl && (src.flags & VM_WRITE) !== 0,
-        dirty: false,
-        young: false,
-      };
       const cur = e;
+      const restored: Pte = yield* restoreExclusivePte(src, folio, cur);
       yield* slot.modify((o) => (pteSame(o, cur) ? restored : null), 'restore_exclusive_pte');
       yield* folio.unlock();
       e = restored;
@@ -208,6 +199,18 @@ function* copyPteRange(
             (o) => (o.kind === 'migration' ? { ...o, write: false } : null),
             'make_readable_migration_entry',
           );
+        }
+        if (isCow) {
+          // A writable or readable-exclusive migration entry becomes a plain readable one: the
+          // page is no longer exclusive once it is restored (the model keeps PageAnonExclusive on
+          // the folio during migration instead of in the entry).
+          const mf = sys.mem.folioAt(e.pfn);
+          const mi = mf ? e.pfn - mf.pfn : 0;
+          if (mf?.anon && mf.anonExclusive[mi]) {
+            yield* mf.update('make_readable_migration_entry', (f) => {
+              f.anonExclusive[mi] = false;
+            });
+          }
         }
         child = { ...e, write: isCow ? false : e.write };
         const f = sys.mem.folioAt(e.pfn);

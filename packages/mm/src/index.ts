@@ -6,6 +6,7 @@ export * from './fault.js';
 export * from './file.js';
 export * from './folio.js';
 export * from './fork.js';
+export * from './gup.js';
 export * from './huge-memory.js';
 export * from './madvise.js';
 export * from './memory.js';

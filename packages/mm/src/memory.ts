@@ -13,6 +13,7 @@ import { splitHugePmd, zapHugePmd } from './huge-memory.js';
 import type { Mm } from './mm.js';
 import { MmuNotifierRange, MmuNotifyEvent } from './notifier/index.js';
 import type { PteTable } from './pgtable.js';
+import { folioPut } from './physmem.js';
 import { folioRemoveRmapPteAndPut } from './rmap.js';
 import type { Vma } from './vma.js';
 
@@ -38,7 +39,12 @@ export function* zapPteRange(vma: Vma, table: PteTable, start: number, end: numb
       case 'device-exclusive': {
         const folio = sys.mem.folioAt(old.pfn)!;
         mm.rss.anon--;
-        yield* folioRemoveRmapPteAndPut(sys, folio, old.pfn - folio.pfn);
+        if (old.kind === 'device-exclusive' && old.old) {
+          // Old-API entry (v5.14-v6.14): it held a reference but no mapcount; only put it.
+          yield* folioPut(sys.mem, folio, 'put_page(device-exclusive)');
+        } else {
+          yield* folioRemoveRmapPteAndPut(sys, folio, old.pfn - folio.pfn);
+        }
         break;
       }
       case 'migration': {

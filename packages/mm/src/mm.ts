@@ -29,7 +29,7 @@ import type { Vma } from './vma.js';
  */
 export class MmapLock extends RwSemaphore {
   /** `down_write_nested()` / `mmap_write_lock_nested()`. */
-  *downWriteNested(subclass: number, label?: string): Routine {
+  override *downWriteNested(subclass: number, label?: string): Routine {
     yield new Op('down_write_nested', this, Access.Acquire, OpFlag.MightSleep, subclass, label);
   }
 

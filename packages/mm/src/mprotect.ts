@@ -160,6 +160,10 @@ export function* changeProtection(vma: Vma, start: number, end: number): Routine
         next = { ...old, write: false };
       } else if (old.kind === 'device-private' && old.write && !wantWrite) {
         next = { ...old, write: false };
+      } else if (old.kind === 'device-exclusive' && old.old?.write && !wantWrite) {
+        // Old-API entries had a write variant, downgraded like migration entries; the v6.15+
+        // single type is left alone (writability is decided when it is restored).
+        next = { ...old, old: { write: false } };
       }
       if (next && !pteSame(next, old)) {
         const n = next;

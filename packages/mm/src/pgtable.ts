@@ -60,12 +60,19 @@ export interface DevicePrivatePte {
   readonly write: boolean;
 }
 
-/** A device-exclusive entry (`SWP_DEVICE_EXCLUSIVE`, v6.15+ single type). */
+/**
+ * A device-exclusive entry: `SWP_DEVICE_EXCLUSIVE` (v6.15+ single type), which keeps the folio's
+ * mapcount and reference, or with `old` set an entry of the v5.14–v6.14 API
+ * (`SWP_DEVICE_EXCLUSIVE_READ`/`_WRITE`, made by `makeDeviceExclusiveRange`), which keeps the
+ * reference but not the mapcount.
+ */
 export interface DeviceExclusivePte {
   readonly kind: 'device-exclusive';
   readonly pfn: number;
   /** Cookie of the driver that made the entry (`make_device_exclusive(..., owner)`). */
   readonly owner: unknown;
+  /** Present only on old-API (v5.14–v6.14) entries: the write bit of the replaced PTE. */
+  readonly old?: { readonly write: boolean };
 }
 
 export interface NonePte {
@@ -133,7 +140,13 @@ export function pteSame(a: Pte, b: Pte): boolean {
     case 'device-private':
       return b.kind === 'device-private' && a.pfn === b.pfn && a.write === b.write;
     case 'device-exclusive':
-      return b.kind === 'device-exclusive' && a.pfn === b.pfn && a.owner === b.owner;
+      return (
+        b.kind === 'device-exclusive' &&
+        a.pfn === b.pfn &&
+        a.owner === b.owner &&
+        !!a.old === !!b.old &&
+        a.old?.write === b.old?.write
+      );
   }
 }
 
@@ -147,12 +160,15 @@ export function pmdSame(a: Pmd, b: Pmd): boolean {
   return a.kind === 'none' && b.kind === 'none';
 }
 
-/** Whether the entry counts as a mapping of its folio (mapcount and a reference). */
+/**
+ * Whether the entry counts as a mapping of its folio (mapcount and a reference). Old-API
+ * device-exclusive entries hold only the reference.
+ */
 export function pteMapsFolio(p: Pte): boolean {
   return (
     (p.kind === 'present' && !p.zero && !p.special) ||
     p.kind === 'device-private' ||
-    p.kind === 'device-exclusive'
+    (p.kind === 'device-exclusive' && !p.old)
   );
 }
 
@@ -174,7 +190,7 @@ export function pteText(p: Pte | Pmd): string {
     case 'device-private':
       return `device-private(${hex(p.pfn)}${p.write ? ',W' : ''})`;
     case 'device-exclusive':
-      return `device-exclusive(${hex(p.pfn)})`;
+      return `device-exclusive(${hex(p.pfn)}${p.old ? `,old${p.old.write ? ',W' : ''}` : ''})`;
   }
 }
 
@@ -202,12 +218,28 @@ export class PageTableLock extends ExclusiveLock {
     yield new Op('spin_unlock', this, Access.Release, 0, 0, label);
   }
 
+  /**
+   * A lockless read of several entries of this table in one step (`pte_offset_map()` followed by a
+   * `ptep_get()` per entry, as `hmm_vma_walk_pmd()` does), returning `read()`'s result. The kernel
+   * takes no lock; the model runs the read at a moment when nobody holds the PTL, and announces
+   * the step on the PTL with `Acquire` access. Every writer of an entry of this table holds its
+   * PTL, so ordering this step against the writers' lock and unlock steps orders it against
+   * their entry writes: the footprint is honest, at the price of one step per table instead of
+   * one per entry. What it leaves out: a reader that sees one writer's critical section half done
+   * (every such change is inside an invalidation window, which the caller's sequence check sees).
+   * No lock is taken (no lockdep, no atomic context).
+   */
+  *snapshot<R>(read: () => R, label?: string): Routine<R> {
+    return (yield new Op('pte_offset_map', this, Access.Acquire, 0, read, label)) as R;
+  }
+
   override enabled(op: Op, t: Thread): boolean {
     if (op.access === Access.Acquire) return this.owner === null || this.owner === t;
     return true;
   }
 
   override exec(op: Op, t: Thread): unknown {
+    if (op.kind === 'pte_offset_map') return (op.arg as () => unknown)();
     if (op.kind === 'spin_unlock') {
       this.drop(t, op.kind);
       t.ctx[Ctx.Atomic]!--;

@@ -51,6 +51,24 @@ export interface PhysMemStats {
   frees: number;
 }
 
+/** The most recently created pools, newest last (see {@link currentPhysMem}). */
+const recentMems: PhysMem[] = [];
+const RECENT_MEMS = 16;
+
+/**
+ * The pool of the simulation whose thread is running now, or null: the model's `pfn_to_page()`
+ * for the kernel interfaces that take bare pfns (`migrate_device_range()`). Only one simulation
+ * runs a step at a time, and a pool belongs to one simulation, so this is the pool whose sim has a
+ * current thread. Setup code (no thread) must pass the pool explicitly.
+ */
+export function currentPhysMem(): PhysMem | null {
+  for (let i = recentMems.length - 1; i >= 0; i--) {
+    const m = recentMems[i]!;
+    if (m.sim.current) return m;
+  }
+  return null;
+}
+
 export class PhysMem extends SimObject {
   /** Per pfn (normal zone and device ranges): the folio covering it and the pfn's generation. */
   private readonly owner = new Map<number, Folio>();
@@ -67,6 +85,8 @@ export class PhysMem extends SimObject {
   readonly zeroFolio: Folio;
   /** Contents of pfns that belong to no folio (I/O memory mapped by remap_pfn_range). */
   readonly ioData = new Map<number, PageValue>();
+  /** @internal The machine this pool belongs to (set by `System`). */
+  system: import('./system.js').System | null = null;
 
   constructor(
     sim: Sim,
@@ -80,6 +100,8 @@ export class PhysMem extends SimObject {
       NORMAL_PFN_BASE + Math.ceil(memoryPages / HPAGE_PMD_NR) * HPAGE_PMD_NR + HPAGE_PMD_NR;
     this.zeroFolio = new Folio(sim, ZERO_PFN, 0, 'normal', null, 0, { zero: true, name: 'zero_page' });
     this.zeroFolio.refcount = 1;
+    recentMems.push(this);
+    if (recentMems.length > RECENT_MEMS) recentMems.shift();
   }
 
   /** `is_zero_pfn()`. */

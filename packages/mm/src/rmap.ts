@@ -217,9 +217,13 @@ function* unmapInTable(
     const e = slot.entry;
     const pfn = folio.pfn + i;
     const isPresent = e.kind === 'present' && e.pfn === pfn && !e.zero && !e.special;
-    const isExcl = e.kind === 'device-exclusive' && e.pfn === pfn;
-    if (!isPresent && !isExcl) continue;
-    const write = isPresent ? e.write : false;
+    // Old-API device-exclusive entries hold no mapcount, and the rmap walkers of their era did
+    // not handle them: they are left alone (the folio then stays mapped or referenced).
+    const isExcl = e.kind === 'device-exclusive' && e.pfn === pfn && !e.old;
+    // try_to_migrate_one() also turns device-private entries into migration entries.
+    const isDevPriv = mode === 'migrate' && e.kind === 'device-private' && e.pfn === pfn;
+    if (!isPresent && !isExcl && !isDevPriv) continue;
+    const write = isPresent || isDevPriv ? (e as { write: boolean }).write : false;
     const dirty = isPresent ? e.dirty : false;
     const young = isPresent ? e.young : false;
     let next: Pte;
@@ -318,15 +322,19 @@ export function* removeMigrationPtes(
           f.mapcount[target.i]!++;
           f.refcount++;
         });
+        const pfn = target.folio.pfn + target.i;
+        // A device-private destination is mapped by a device-private entry, never a present PTE.
         yield* slot.set(
-          {
-            kind: 'present',
-            pfn: target.folio.pfn + target.i,
-            write: writable,
-            dirty: e.dirty && writable,
-            young: e.young,
-            ...(accessible ? {} : { protnone: true }),
-          },
+          target.folio.zone === 'device-private'
+            ? { kind: 'device-private', pfn, write: writable }
+            : {
+                kind: 'present',
+                pfn,
+                write: writable,
+                dirty: e.dirty && writable,
+                young: e.young,
+                ...(accessible ? {} : { protnone: true }),
+              },
           'remove_migration_pte',
         );
       }

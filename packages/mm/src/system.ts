@@ -65,6 +65,7 @@ export class System {
     options: SystemOptions = {},
   ) {
     this.mem = new PhysMem(sim, options.memoryPages ?? 256);
+    this.mem.system = this;
     this.swap = new SwapDevice(sim, options.swapSlots ?? 64);
     this.thp = options.thp ?? 'madvise';
     this.zeroPage = options.zeroPage ?? true;

@@ -29,10 +29,10 @@ export interface Ctx {
 export function runProgram(
   name: string,
   body: (ctx: Ctx) => void | { check?: () => string | undefined | boolean | void },
-  opts: SystemOptions & { watch?: boolean; accounting?: boolean; maxSteps?: number } = {},
+  opts: SystemOptions & { watch?: boolean; accounting?: boolean; maxSteps?: number; quick?: boolean } = {},
 ): RunResult {
   const program = makeProgram(name, body, opts);
-  const r = runOnce(program, [], { trace: true, maxSteps: opts.maxSteps ?? 200_000 });
+  const r = runOnce(program, [], { trace: !opts.quick, maxSteps: opts.maxSteps ?? 200_000 });
   if (r.status === 'violation') {
     throw new Error(
       `${r.violation!.kind}: ${r.violation!.message}\n${(r.violation!.details ?? []).join('\n')}\n${renderRaceDiagram(r)}`,
@@ -48,7 +48,7 @@ export function makeProgram(
     check?: () => string | undefined | boolean | void;
     step?: () => string | undefined | boolean | void;
   },
-  opts: SystemOptions & { watch?: boolean; accounting?: boolean } = {},
+  opts: SystemOptions & { watch?: boolean; accounting?: boolean; quick?: boolean } = {},
 ): Program {
   return {
     name,
@@ -56,9 +56,12 @@ export function makeProgram(
       const sys = new System(sim, opts);
       if (opts.watch !== false) watchNotifierBrackets(sim);
       const extra = body({ sim, sys }) ?? {};
+      // `quick`: page tables checked at the end only, and no trace (large THP scenarios).
+      const pageTables = { 'page tables': () => checkPageTables(sys) };
       return {
-        invariant: { 'page tables': () => checkPageTables(sys), ...(extra.step ? { step: extra.step } : {}) },
+        invariant: { ...(opts.quick ? {} : pageTables), ...(extra.step ? { step: extra.step } : {}) },
         properties: {
+          ...(opts.quick ? pageTables : {}),
           ...(opts.accounting !== false ? { accounting: () => checkAccounting(sys) } : {}),
           ...(extra.check ? { check: extra.check } : {}),
         },
@@ -86,7 +89,7 @@ export function exploreOk(program: Program, options: ExploreOptions): ExploreRes
  */
 export function runThread<T>(
   setup: (ctx: Ctx) => () => Generator<import('@hmmkit/sim').Op, T, unknown>,
-  opts: SystemOptions & { watch?: boolean; accounting?: boolean; maxSteps?: number } = {},
+  opts: SystemOptions & { watch?: boolean; accounting?: boolean; maxSteps?: number; quick?: boolean } = {},
 ): { result: T; sys: System; run: RunResult } {
   let sys!: System;
   let thread!: import('@hmmkit/sim').Thread;
