@@ -497,6 +497,13 @@ function* devicePrivateFault(vmf: VmFault): Routine<number> {
     const holder = folio.dead ? (mm.system.mem.folioAt(orig.pfn) ?? folio) : folio;
     yield* holder.unlock();
     yield* folioPut(mm.system.mem, holder);
+    // migrate_to_ram() may leave the page where it is (a concurrent migration holds a reference):
+    // the CPU then retries the access. On hardware another CPU makes progress meanwhile; in the
+    // model the retry waits until some other thread changed something (VM_FAULT_RETRY here means
+    // exactly that), or a busy CPU would starve the thread that holds the page.
+    if (ret === 0 && pteSame(yield* vmf.slot!.get('pte_same after migrate_to_ram'), orig)) {
+      return VM_FAULT_RETRY;
+    }
     return ret;
   }
   yield* ptl.unlock();
