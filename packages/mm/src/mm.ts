@@ -56,7 +56,6 @@ export interface MmCounters {
   swap: number;
 }
 
-let mmSeq = 0;
 
 /** Options for {@link Mm}. */
 export interface MmOptions {
@@ -177,7 +176,7 @@ export class Mm {
     mmapLock?: RwSemaphore,
     options: MmOptions = {},
   ) {
-    this.id = mmSeq++;
+    this.id = sim.nextId('mm');
     this.name = options.name ?? `mm${this.id}`;
     this.mmapLock = mmapLock ?? new MmapLock(sim, `${this.name}->mmap_lock`, { lockClass: '&mm->mmap_lock' });
     this.users = new Refcount(sim, `${this.name}->mm_users`, 1);

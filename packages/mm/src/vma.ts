@@ -20,8 +20,6 @@ import {
 import type { File } from './file.js';
 import type { Mm } from './mm.js';
 
-let anonVmaSeq = 0;
-
 /**
  * `struct anon_vma` with its chain: every VMA of a fork family that may map folios of this
  * anon_vma. Modified under `rwsem` held for write; rmap walkers hold it for read.
@@ -32,19 +30,17 @@ export class AnonVma {
   readonly name: string;
 
   constructor(sim: Sim) {
-    this.name = `anon_vma#${anonVmaSeq++}`;
+    this.name = `anon_vma#${sim.nextId('anon_vma')}`;
     this.rwsem = new RwSemaphore(sim, `${this.name}->rwsem`, { lockClass: '&anon_vma->rwsem' });
   }
 }
-
-let vmaSeq = 0;
 
 export class Vma {
   /** Unmapped and no longer in the mm's tree (munmap, exit). */
   detached = false;
   /** Pfn of the first page of a remap_pfn_range mapping (VM_PFNMAP), for traces. */
   pfnBase: number | null = null;
-  readonly id = vmaSeq++;
+  readonly id: number;
 
   constructor(
     readonly mm: Mm,
@@ -55,7 +51,9 @@ export class Vma {
     /** `vm_pgoff`: file page offset of `start`, or `start >> PAGE_SHIFT` for anonymous memory. */
     public pgoff: number,
     public anonVma: AnonVma | null = null,
-  ) {}
+  ) {
+    this.id = mm.sim.nextId('vma');
+  }
 
   /** `vma_is_anonymous()`: no file (shared anonymous memory is a shmem file). */
   get isAnonymous(): boolean {

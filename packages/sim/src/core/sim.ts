@@ -192,6 +192,17 @@ export class Sim {
   }
 
   private readonly singletons = new Map<string, unknown>();
+  private readonly counters = new Map<string, number>();
+
+  /**
+   * The next number of a per-run counter, for naming objects (`anon_vma#3`, `dmirror1`). A
+   * module-level counter would keep counting across runs, so a replay would print other names.
+   */
+  nextId(kind: string): number {
+    const n = this.counters.get(kind) ?? 0;
+    this.counters.set(kind, n + 1);
+    return n;
+  }
 
   /**
    * A per-run singleton (the slab allocator, lockdep's pseudo-locks), created on first use. Creation
