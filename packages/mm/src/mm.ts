@@ -56,7 +56,6 @@ export interface MmCounters {
   swap: number;
 }
 
-
 /** Options for {@link Mm}. */
 export interface MmOptions {
   name?: string;

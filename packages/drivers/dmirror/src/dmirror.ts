@@ -23,7 +23,6 @@ import type { DmirrorDevice } from './device.js';
 import { DmirrorPt } from './pt.js';
 import type { DmirrorVariantName } from './variants.js';
 
-
 /** Options of an open file (the model's knobs; the kernel has none of them). */
 export interface DmirrorFileOptions {
   /** A bug variant, or null for the correct driver. */
