@@ -10,7 +10,6 @@ import {
   dependent,
   dfs,
   footprint,
-  type Op,
   type Program,
   type RunResult,
   Sim,
