@@ -169,7 +169,7 @@ export class Sim {
       return false;
     if (this.visibleAll) return true;
     if (this.visiblePredicate) return this.visiblePredicate(op.obj);
-    return this.visibleIds?.has(op.obj.id);
+    return this.visibleIds?.has(op.obj.id) === true;
   }
 
   constructor(options: Partial<SimOptions> = {}) {
