@@ -1,0 +1,3 @@
+import { hmmkitVitestConfig } from '../../../vitest.shared.js';
+
+export default hmmkitVitestConfig();
