@@ -23,6 +23,12 @@ export const bundledDrivers: readonly BundledDriver[] = [
     exportName: 'dmirrorDriver',
     load: () => import('@hmmkit/driver-dmirror') as Promise<Record<string, unknown>>,
   },
+  {
+    name: 'nouveau',
+    package: '@hmmkit/driver-nouveau',
+    exportName: 'nouveauDriver',
+    load: () => import('@hmmkit/driver-nouveau') as Promise<Record<string, unknown>>,
+  },
 ];
 
 /** A bundled driver that could not be loaded, and why. */

@@ -211,7 +211,7 @@ describe('hmmkit (in-process)', () => {
     [
       'unknown driver',
       ['conform', '--driver', 'nosuch'],
-      /unknown driver 'nosuch' \(bundled drivers: dmirror; or give a path to a driver module\)/,
+      /unknown driver 'nosuch' \(bundled drivers: dmirror, nouveau; or give a path to a driver module\)/,
     ],
     [
       'missing module',

@@ -21,12 +21,21 @@ describe('the correct fixture driver', () => {
   it('skips scenarios whose requirements it lacks, with the reason', () => {
     const skipped = report.results.filter((r) => r.status === 'skip');
     expect(skipped.map((r) => r.scenario).sort()).toEqual(
-      ['atomic/cpu-write', 'device-migrate/cpu-read', 'device-migrate/exit', 'register/munmap'].sort(),
+      [
+        'atomic/cpu-write',
+        'atomic/after-cpu-read',
+        'device-migrate/cpu-read',
+        'device-migrate/exit',
+        'register/munmap',
+        'vm-bind/remap',
+        'vm-bind/concurrent',
+      ].sort(),
     );
     expect(skipped.find((r) => r.scenario === 'register/munmap')!.reason).toBe(
       "requires userptr or odp (not in the driver's `supports`)",
     );
     expect(skipped.find((r) => r.scenario === 'atomic/cpu-write')!.reason).toMatch(/^requires atomics/);
+    expect(skipped.find((r) => r.scenario === 'vm-bind/remap')!.reason).toMatch(/^requires vmBind/);
   });
 
   it('ends the portfolio of small scenarios with a bounded dfs that covers its space', () => {

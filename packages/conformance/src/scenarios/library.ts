@@ -68,6 +68,9 @@ function mustFail(w: World, what: string, res: AccessResult): void {
 
 const MIRROR = ['mirror'] as const;
 
+/** A device virtual address well away from the process's mapping (VM_BIND scenarios). */
+const GPU_VA = 0x10_0000_0000;
+
 export const scenarios: readonly Scenario[] = [
   {
     id: 'touch/read',
@@ -276,6 +279,35 @@ export const scenarios: readonly Scenario[] = [
         w.checkRead('dev0 read racing migration', yield* d.access(p0, 'read'), ['A'], { mayFail: true });
         yield* migrated.wait();
         w.checkOk('dev0 write D after migration', yield* d.access(p0, 'write', 'D'));
+        yield* cpuLoad(w, w.mm, p0, ['D'], 'after the device write');
+      });
+    },
+  },
+  {
+    id: 'migrate/read-repeat',
+    title: 'three CPU page migrations race three device reads',
+    description:
+      "The kernel migrates the page three times (each a new frame, MMU_NOTIFY_CLEAR, no mmap_lock) while the device reads it three times, so device faults meet invalidations at many points of their read_begin, sample, lock, read_retry, program sequence, also while the fault samples the CPU page table (migration does not wait for the mmap_lock, munmap does). Catches a driver whose device-PTE clear and sequence bump are not one critical section in the right order (e.g. a clear that runs before the notifier sequence is published: a fault passes read_retry in between and maps the old frame). Afterwards a device write must reach the page's current frame.",
+    requires: MIRROR,
+    build(w) {
+      const d = w.devices[0]!;
+      const p0 = w.page(0);
+      const populated = w.completion('populated');
+      const migrated = w.completion('migrated');
+      w.spawn('CPU0', function* () {
+        yield* cpuStore(w, w.mm, p0, 'A');
+        yield* populated.completeAll();
+        for (let i = 0; i < 3; i++) yield* migratePage(w.mm, p0);
+        yield* migrated.completeAll();
+      });
+      w.spawn('dev0', function* () {
+        yield* populated.wait();
+        for (let i = 0; i < 3; i++)
+          w.checkRead(`dev0 read ${i + 1} racing migrations`, yield* d.access(p0, 'read'), ['A'], {
+            mayFail: true,
+          });
+        yield* migrated.wait();
+        w.checkOk('dev0 write D after the migrations', yield* d.access(p0, 'write', 'D'));
         yield* cpuLoad(w, w.mm, p0, ['D'], 'after the device write');
       });
     },
@@ -573,6 +605,64 @@ export const scenarios: readonly Scenario[] = [
         w.checkOk('dev0 atomic exchange', old, { mayFail: true });
         yield* devDone.completeAll();
       });
+    },
+  },
+  {
+    id: 'atomic/after-cpu-read',
+    title: 'a device atomic on a page the CPU has only read',
+    description:
+      'The CPU reads an untouched page (the zero page is mapped), then the device performs an atomic exchange on it: make_device_exclusive() must break COW first, an invalidation inside the atomic fault of the driver (no other thread runs). The exchange may fail; the CPU must then read what it implies (D if it succeeded, 0 otherwise).',
+    requires: ['mirror', 'atomics'],
+    small: true,
+    build(w) {
+      const d = w.devices[0]!;
+      const p0 = w.page(0);
+      w.spawn('dev0', function* () {
+        yield* cpuLoad(w, w.mm, p0, [0], 'CPU read of the untouched page');
+        const x = yield* d.access(p0, 'atomic', 'D');
+        w.checkRead('dev0 atomic exchange', x, [0], { mayFail: true });
+        yield* cpuLoad(w, w.mm, p0, [x.ret === 0 ? 'D' : 0], `after the exchange (${errnoName(x.ret)})`);
+      });
+    },
+  },
+  {
+    id: 'vm-bind/remap',
+    title: 'bind a range, unbind its middle page (a remap), unbind the rest',
+    description:
+      'Binds four pages at a device VA, unbinds the second (the mapping is split into two pieces: a remap), then unbinds the whole range; every bind must succeed. Exercises the submit-time split (link the pieces before unlinking the old mapping) and run_job, which must not allocate (page tables are got at submit).',
+    requires: ['vmBind'],
+    small: true,
+    build(w) {
+      const d = w.devices[0]!;
+      w.spawn('dev0', function* () {
+        yield* d.open();
+        const ok = (what: string, r: number) => {
+          if (r !== 0) w.fail(KitViolation.DriverError, `${what} failed with ${errnoName(r)}`);
+        };
+        ok('bind', yield* d.instance.bind!(GPU_VA, 4 * PAGE_SIZE));
+        ok('unbind middle', yield* d.instance.unbind!(GPU_VA + PAGE_SIZE, PAGE_SIZE));
+        ok('unbind rest', yield* d.instance.unbind!(GPU_VA, 4 * PAGE_SIZE));
+      });
+    },
+  },
+  {
+    id: 'vm-bind/concurrent',
+    title: 'two threads of one client bind and unbind concurrently',
+    description:
+      "Two threads of one client each bind and unbind their own device VA range. Binds go through the client's one job queue and must complete in submission order (a synchronous bind must not overtake earlier asynchronous ones).",
+    requires: ['vmBind'],
+    build(w) {
+      const d = w.devices[0]!;
+      for (const [name, base] of [
+        ['dev0.a', GPU_VA],
+        ['dev0.b', GPU_VA + 16 * PAGE_SIZE],
+      ] as const) {
+        w.spawn(name, function* () {
+          yield* d.open();
+          yield* d.instance.bind!(base, 2 * PAGE_SIZE);
+          yield* d.instance.unbind!(base, 2 * PAGE_SIZE);
+        });
+      }
     },
   },
 ];
