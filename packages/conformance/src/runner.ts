@@ -575,6 +575,7 @@ export async function runConformanceAsync(
       variant: job.variant,
       scenario: job.scenario.id,
     });
+    // Let the event loop paint the progress bar between scenarios; runs never look at time.
     await new Promise<void>((resolve) => setTimeout(resolve, 0));
     const result = runScenario(job.driver, job.variant, job.scenario, o);
     b.results.push(result);

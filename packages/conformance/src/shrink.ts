@@ -8,6 +8,7 @@
  */
 import {
   encodeSchedule,
+  monotonicClock,
   type Program,
   type RunResult,
   runOnce,
@@ -80,7 +81,8 @@ export function shrinkSchedule(
   options: ShrinkOptions,
 ): ShrinkResult {
   const maxReplays = options.maxReplays ?? 200;
-  const now = options.now ?? (() => performance.now());
+  // Wall time bounds the shrinker only (like the explorer's time budget); replays never read it.
+  const now = options.now ?? monotonicClock;
   const deadline = now() + (options.maxTimeMs ?? 2_000);
   let best = { choices: choices.slice(), steps };
   let replays = 0;
