@@ -66,6 +66,36 @@ function mustFail(w: World, what: string, res: AccessResult): void {
   }
 }
 
+/**
+ * The shape shared by the single-operation races: the CPU writes `A` and runs `op` on the page
+ * while the device reads it (the read may fail, but may only return `A`); once `op` is done a
+ * device write of `D` must reach the frame the CPU now maps.
+ */
+function opRacesDeviceRead(
+  w: World,
+  page: number,
+  op: { done: string; racing: string; after: string },
+  run: (addr: number) => Routine<unknown>,
+): void {
+  const d = w.devices[0]!;
+  const addr = w.page(page);
+  const populated = w.completion('populated');
+  const finished = w.completion(op.done);
+  w.spawn('CPU0', function* () {
+    yield* cpuStore(w, w.mm, addr, 'A');
+    yield* populated.completeAll();
+    yield* run(addr);
+    yield* finished.completeAll();
+  });
+  w.spawn('dev0', function* () {
+    yield* populated.wait();
+    w.checkRead(`dev0 read racing ${op.racing}`, yield* d.access(addr, 'read'), ['A'], { mayFail: true });
+    yield* finished.wait();
+    w.checkOk(`dev0 write D after ${op.after}`, yield* d.access(addr, 'write', 'D'));
+    yield* cpuLoad(w, w.mm, addr, ['D'], 'after the device write');
+  });
+}
+
 const MIRROR = ['mirror'] as const;
 
 /** A device virtual address well away from the process's mapping (VM_BIND scenarios). */
@@ -238,23 +268,9 @@ export const scenarios: readonly Scenario[] = [
       'Reclaim unmaps the page and frees its frame (MMU_NOTIFY_CLEAR) while the device reads it. Afterwards a device write swaps it back in and the CPU must read what the device wrote.',
     requires: MIRROR,
     build(w) {
-      const d = w.devices[0]!;
-      const p0 = w.page(0);
-      const populated = w.completion('populated');
-      const swapped = w.completion('swapped out');
-      w.spawn('CPU0', function* () {
-        yield* cpuStore(w, w.mm, p0, 'A');
-        yield* populated.completeAll();
-        yield* swapOutPage(w.mm, p0);
-        yield* swapped.completeAll();
-      });
-      w.spawn('dev0', function* () {
-        yield* populated.wait();
-        w.checkRead('dev0 read racing swap-out', yield* d.access(p0, 'read'), ['A'], { mayFail: true });
-        yield* swapped.wait();
-        w.checkOk('dev0 write D after swap-out', yield* d.access(p0, 'write', 'D'));
-        yield* cpuLoad(w, w.mm, p0, ['D'], 'after the device write');
-      });
+      opRacesDeviceRead(w, 0, { done: 'swapped out', racing: 'swap-out', after: 'swap-out' }, (addr) =>
+        swapOutPage(w.mm, addr),
+      );
     },
   },
   {
@@ -264,23 +280,9 @@ export const scenarios: readonly Scenario[] = [
       'The kernel migrates the page to a new frame (migration entries, MMU_NOTIFY_CLEAR) and frees the old one while the device reads it. Afterwards device writes must reach the new frame.',
     requires: MIRROR,
     build(w) {
-      const d = w.devices[0]!;
-      const p0 = w.page(0);
-      const populated = w.completion('populated');
-      const migrated = w.completion('migrated');
-      w.spawn('CPU0', function* () {
-        yield* cpuStore(w, w.mm, p0, 'A');
-        yield* populated.completeAll();
-        yield* migratePage(w.mm, p0);
-        yield* migrated.completeAll();
-      });
-      w.spawn('dev0', function* () {
-        yield* populated.wait();
-        w.checkRead('dev0 read racing migration', yield* d.access(p0, 'read'), ['A'], { mayFail: true });
-        yield* migrated.wait();
-        w.checkOk('dev0 write D after migration', yield* d.access(p0, 'write', 'D'));
-        yield* cpuLoad(w, w.mm, p0, ['D'], 'after the device write');
-      });
+      opRacesDeviceRead(w, 0, { done: 'migrated', racing: 'migration', after: 'migration' }, (addr) =>
+        migratePage(w.mm, addr),
+      );
     },
   },
   {
@@ -321,25 +323,11 @@ export const scenarios: readonly Scenario[] = [
     thp: true,
     weight: 0.25,
     build(w) {
-      const d = w.devices[0]!;
-      const p1 = w.page(1);
-      const populated = w.completion('populated');
-      const split = w.completion('split');
-      w.spawn('CPU0', function* () {
-        yield* cpuStore(w, w.mm, p1, 'A');
-        yield* populated.completeAll();
+      opRacesDeviceRead(w, 1, { done: 'split', racing: 'the split', after: 'the split' }, function* (addr) {
         yield* w.mm.mmapLock.downRead('mmap_read_lock');
-        const vma = w.mm.vmaLookup(p1);
-        if (vma) yield* splitHugePmd(vma, p1);
+        const vma = w.mm.vmaLookup(addr);
+        if (vma) yield* splitHugePmd(vma, addr);
         yield* w.mm.mmapLock.upRead('mmap_read_unlock');
-        yield* split.completeAll();
-      });
-      w.spawn('dev0', function* () {
-        yield* populated.wait();
-        w.checkRead('dev0 read racing the split', yield* d.access(p1, 'read'), ['A'], { mayFail: true });
-        yield* split.wait();
-        w.checkOk('dev0 write D after the split', yield* d.access(p1, 'write', 'D'));
-        yield* cpuLoad(w, w.mm, p1, ['D'], 'after the device write');
       });
     },
   },
