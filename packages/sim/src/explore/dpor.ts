@@ -332,7 +332,7 @@ export class DporRun implements Chooser {
   }
 
   /** The vector clock `op` by thread `p` gets when it runs now (nothing is recorded). */
-  private clockFor(p: number, op: Op): number[] {
+  private clockFor(p: number, op: Op, visible: boolean): number[] {
     const acc = op.access;
     const c = this.clocks[p]!.slice();
     c[p] = this.local[p]! + 1;
@@ -348,7 +348,7 @@ export class DporRun implements Chooser {
       join(c, this.globalClock);
     }
     if (changesState(acc)) join(c, this.relaxClock);
-    if (this.sim?.isVisible(op)) join(c, this.visibleClock);
+    if (visible) join(c, this.visibleClock);
     return c;
   }
 
@@ -360,7 +360,7 @@ export class DporRun implements Chooser {
     const obj = objOf(fp);
     const j = this.stepTid.length;
     const before = this.clocks[p]!;
-    const c = this.clockFor(p, op);
+    const c = this.clockFor(p, op, isVisible(fp));
     this.local[p] = c[p]!;
     this.clocks[p] = c;
     this.allClock = joined(this.allClock, c);
@@ -412,10 +412,11 @@ export class DporRun implements Chooser {
       if (acc === NONE || acc === JOIN) continue;
       const blocked = op.obj !== null && !op.obj.enabled(op, t);
       if (!blocked && result.status !== 'violation') continue;
+      const fp = fpOf(op, sim);
       this.findRaces(
         t.tid,
-        fpOf(op, sim),
-        this.clockFor(t.tid, op),
+        fp,
+        this.clockFor(t.tid, op, isVisible(fp)),
         this.clocks[t.tid]!,
         this.stepTid.length,
       );
