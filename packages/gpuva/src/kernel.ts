@@ -104,12 +104,7 @@ export function lockdepAssertHeld(sim: Sim, lock: SimObject): void {
 
 /** `lockdep_assert_not_held(lock)`, checked only when called from a simulated thread. */
 export function lockdepAssertNotHeld(sim: Sim, lock: SimObject): void {
-  const t = sim.current;
-  if (t && sim.isHeld(lock)) {
-    sim.fail('lockdep-assert', `lockdep_assert_not_held(${lock.name}) failed in ${t.name}`, {
-      objects: [lock.name],
-    });
-  }
+  if (sim.current) sim.assertNotHeld(lock);
 }
 
 /** True when the running simulated thread is inside a `dma_fence_begin/end_signalling()` section. */

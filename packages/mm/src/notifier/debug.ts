@@ -64,19 +64,9 @@ export function misuse(sim: Sim, message: string): never {
   return sim.fail(NotifierViolation.Misuse, message);
 }
 
-/**
- * `might_sleep()`: the context checks of a sleeping call, without a scheduling point (the kernel's
- * check is not one either).
- */
+/** `might_sleep()` for the running thread (sim's check, named here for the notifier code). */
 export function mightSleep(sim: Sim, what: string): void {
-  const t = sim.current;
-  if (!t) return;
-  if (t.inCtx(Ctx.Atomic)) {
-    sim.fail('sleep-in-atomic', `${t.name}: sleeping function ${what} called in atomic context`);
-  }
-  if (t.inCtx(Ctx.NonBlock)) {
-    sim.fail('block-in-nonblockable', `${t.name}: ${what} may block inside a non-blockable section`);
-  }
+  sim.mightSleep(what);
 }
 
 /** The lockdep pseudo-lock `__mmu_notifier_invalidate_range_start_map` of this run. */

@@ -331,7 +331,9 @@ export class Sim {
   mightSleep(what = 'might_sleep()'): void {
     const t = this.current;
     if (!t) return;
-    if (t.ctx[Ctx.Atomic]! > 0) this.fail('sleep-in-atomic', `${t.name}: ${what} called in atomic context`);
+    if (t.ctx[Ctx.Atomic]! > 0) {
+      this.fail('sleep-in-atomic', `${t.name}: sleeping function ${what} called in atomic context`);
+    }
     if (t.ctx[Ctx.NonBlock]! > 0) {
       this.fail('block-in-nonblockable', `${t.name}: ${what} may block inside a non-blockable section`);
     }
